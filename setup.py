@@ -1,0 +1,44 @@
+"""ament_python package ``ivl_embodied`` (also pip-installable without ROS 2)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ivl_embodied"
+
+NODES = {
+    # console script -> module:main ; one per node (ROS 2 convention)
+    "vision_node": "ivl_embodied.nodes.vision_node:main",
+    "planner_node": "ivl_embodied.nodes.planner_node:main",
+    "executor_node": "ivl_embodied.nodes.executor_node:main",
+    "sim_node": "ivl_embodied.nodes.sim_node:main",
+    "operator": "ivl_embodied.nodes.operator_cli:main",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    package_data={PACKAGE: ["default_planner/*", "transport/cyclonedds/*.xml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/msg", glob("ivl_embodied_msgs/msg/*.msg")),
+        (f"share/{PACKAGE}/sim", glob("sim/*.xml") + glob("sim/*.jsonl")),
+        (f"share/{PACKAGE}/trt_engines", glob("trt_engines/*.md") + glob("trt_engines/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="ivl_embodied maintainers",
+    maintainer_email="maintainers@ivl-embodied.dev",
+    description="ROS 2 embodied-agent stack on InternVL3.5's ideas (DvD, ViR, Cascade RL).",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [f"{name} = {target}" for name, target in NODES.items()]
+        + ["ivl-embodied = ivl_embodied.cli:main"],
+    },
+)
