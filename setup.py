@@ -23,10 +23,11 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py") + ["launch/graph.yaml"]),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/msg", glob("ivl_embodied_msgs/msg/*.msg")),
-        (f"share/{PACKAGE}/sim", glob("sim/*.xml") + glob("sim/*.jsonl")),
+        (f"share/{PACKAGE}/sim", glob("sim/*.xml")),
+        (f"share/{PACKAGE}/sim/tasks", glob("sim/tasks/*.jsonl")),
         (f"share/{PACKAGE}/trt_engines", glob("trt_engines/*.md") + glob("trt_engines/*.yaml")),
     ],
     install_requires=["setuptools"],

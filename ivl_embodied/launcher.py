@@ -1,0 +1,211 @@
+"""``ivl-embodied launch``: start the node graph without ROS 2.
+
+Reads the same ``launch/graph.yaml`` as the ROS 2 launch files, starts each node of the
+chosen groups as its own process (``python -m MODULE --ros-args -r __node:=NAME
+--params-file FILE``), prefixes their output with the node's name, and supervises them:
+
+* SIGINT/SIGTERM to the launcher is passed on to every node as SIGINT; a node still
+  running after ``--grace`` seconds gets SIGTERM, then SIGKILL.
+* A node that exits on its own while the others run is reported with its exit code,
+  and the launcher then shuts the graph down and exits non-zero: a half-running
+  stack is worse than a stopped one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger("ivl_embodied.launcher")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _share_dir() -> Path:
+    """The package's share directory: the source tree, or the installed ament share."""
+    if (REPO_ROOT / "launch" / "graph.yaml").is_file():
+        return REPO_ROOT
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("ivl_embodied"))
+    except Exception as e:  # ament_index missing or package not installed
+        raise FileNotFoundError(
+            "cannot find launch/graph.yaml: neither in the source tree "
+            f"({REPO_ROOT}) nor in an installed ivl_embodied share directory ({e})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    module: str
+    group: str
+
+    def __post_init__(self) -> None:
+        for attr in ("name", "module", "group"):
+            v = getattr(self, attr)
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"graph node field {attr!r} must be a non-empty string, got {v!r}")
+
+
+@dataclass(frozen=True)
+class Graph:
+    params_file: Path
+    nodes: tuple[NodeSpec, ...] = field(default_factory=tuple)
+
+    def select(self, groups: list[str] | None) -> list[NodeSpec]:
+        if not groups:
+            return list(self.nodes)
+        known = {n.group for n in self.nodes}
+        unknown = sorted(set(groups) - known)
+        if unknown:
+            raise ValueError(f"unknown group(s) {unknown}; the graph has {sorted(known)}")
+        return [n for n in self.nodes if n.group in groups]
+
+
+def load_graph(path: Path | None = None) -> Graph:
+    share = _share_dir()
+    path = Path(path) if path else share / "launch" / "graph.yaml"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"cannot read launch graph {path}: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list):
+        raise ValueError(f"launch graph {path} needs a 'nodes' list, got {data!r}")
+    nodes = []
+    for i, n in enumerate(data["nodes"]):
+        if not isinstance(n, dict):
+            raise ValueError(f"launch graph {path}: node #{i} must be a mapping, got {n!r}")
+        nodes.append(NodeSpec(name=n.get("name"), module=n.get("module"), group=n.get("group")))
+    params = Path(data.get("params_file", "ivl_embodied.yaml"))
+    if not params.is_absolute():
+        params = (path.parent.parent / "config" / params).resolve()
+    return Graph(params_file=params, nodes=tuple(nodes))
+
+
+class _Proc:
+    def __init__(self, spec: NodeSpec, argv: list[str], env: dict[str, str]):
+        self.spec = spec
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # our SIGINT handling, not the terminal's, reaches it
+        )
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            sys.stdout.write(f"[{self.spec.name}] {line}")
+            sys.stdout.flush()
+
+
+def node_argv(spec: NodeSpec, params_file: Path, overrides: list[str]) -> list[str]:
+    argv = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
+    argv += ["--params-file", str(params_file)]
+    for o in overrides:
+        argv += ["-p", o]
+    return argv
+
+
+def run_graph(
+    specs: list[NodeSpec],
+    params_file: Path,
+    overrides: list[str] | None = None,
+    grace_s: float = 5.0,
+    duration_s: float | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run nodes until a signal, a node's exit, or ``duration_s``; return an exit code."""
+    if not specs:
+        raise ValueError("no nodes to launch")
+    if not params_file.is_file():
+        raise FileNotFoundError(f"parameter file {params_file} does not exist")
+    env = dict(os.environ if env is None else env)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    stop = threading.Event()
+    reason: list[str] = []
+
+    def on_signal(signum, _frame):
+        reason.append(signal.Signals(signum).name)
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    procs: list[_Proc] = []
+    rc = 0
+    try:
+        for spec in specs:
+            procs.append(_Proc(spec, node_argv(spec, params_file, overrides or []), env))
+            log.info("started %s (pid %d)", spec.name, procs[-1].popen.pid)
+        t_end = None if duration_s is None else time.monotonic() + duration_s
+        while not stop.is_set():
+            for p in procs:
+                code = p.popen.poll()
+                if code is not None:
+                    log.error("node %s exited with code %d; shutting the graph down", p.spec.name, code)
+                    rc = code or 1
+                    stop.set()
+            if t_end is not None and time.monotonic() >= t_end:
+                stop.set()
+            stop.wait(0.1)
+        if reason:
+            log.info("received %s; stopping %d nodes", reason[0], len(procs))
+    finally:
+        _shutdown(procs, grace_s)
+        for s, h in old.items():
+            signal.signal(s, h)
+    return rc
+
+
+def _shutdown(procs: list[_Proc], grace_s: float) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in procs if p.popen.poll() is None]
+        if not alive:
+            break
+        for p in alive:
+            try:
+                os.killpg(p.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        for p in alive:
+            try:
+                p.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("node %s did not stop on %s", p.spec.name, sig.name)
+    for p in procs:
+        p.pump.join(timeout=1.0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--graph", type=Path, default=None, help="graph YAML (default: launch/graph.yaml)")
+    parser.add_argument(
+        "--groups", nargs="+", default=None, help="node groups to start (robot, edge, workstation); default all"
+    )
+    parser.add_argument("--params-file", type=Path, default=None, help="override the graph's parameter file")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="parameter override passed to every node")
+    parser.add_argument("--grace", type=float, default=5.0, help="seconds to wait for nodes to stop")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    graph = load_graph(args.graph)
+    specs = graph.select(args.groups)
+    return run_graph(specs, args.params_file or graph.params_file, args.param, args.grace, args.duration)

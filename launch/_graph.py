@@ -1,0 +1,26 @@
+"""Shared by the *.launch.py files: turn launch/graph.yaml into launch_ros Node actions."""
+
+import os
+
+import yaml
+from ament_index_python.packages import get_package_share_directory
+from launch_ros.actions import Node
+
+
+def nodes_for(groups, extra_params=None):
+    share = get_package_share_directory("ivl_embodied")
+    with open(os.path.join(share, "launch", "graph.yaml")) as f:
+        graph = yaml.safe_load(f)
+    params = [os.path.join(share, "config", graph["params_file"])] + list(extra_params or [])
+    return [
+        Node(
+            package="ivl_embodied",
+            executable=n["executable"],
+            name=n["name"],
+            parameters=params,
+            output="screen",
+            emulate_tty=True,
+        )
+        for n in graph["nodes"]
+        if n["group"] in groups
+    ]

@@ -1,0 +1,16 @@
+"""Launch the camera-side vision node (Jetson).
+
+    ros2 launch ivl_embodied edge.launch.py
+"""
+
+import os
+import sys
+
+from launch import LaunchDescription
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _graph import nodes_for  # noqa: E402
+
+
+def generate_launch_description():
+    return LaunchDescription(nodes_for(('edge',)))

@@ -1,0 +1,119 @@
+"""The ROS-free launcher: graph loading, signal forwarding, reporting a dying node."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from ivl_embodied.launcher import Graph, NodeSpec, load_graph, node_argv
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_graph_loads_and_selects_groups():
+    g = load_graph()
+    assert {n.name for n in g.nodes} == {"sim_node", "vision_node", "planner_node", "executor_node"}
+    assert g.params_file.is_file()
+    assert [n.name for n in g.select(["edge"])] == ["vision_node"]
+    with pytest.raises(ValueError, match="'moon'"):
+        g.select(["moon"])
+
+
+def test_bad_graph_is_reported(tmp_path):
+    p = tmp_path / "graph.yaml"
+    p.write_text("nodes: [{name: a, module: '', group: g}]\n")
+    with pytest.raises(ValueError, match="'module'"):
+        load_graph(p)
+    p.write_text("nodes: 3\n")
+    with pytest.raises(ValueError, match="'nodes' list"):
+        load_graph(p)
+
+
+def test_node_argv_uses_ros_conventions(tmp_path):
+    argv = node_argv(NodeSpec("vision_node", "m.v", "edge"), tmp_path / "p.yaml", ["rate_hz:=3.0"])
+    assert argv[1:] == ["-m", "m.v", "--ros-args", "-r", "__node:=vision_node",
+                        "--params-file", str(tmp_path / "p.yaml"), "-p", "rate_hz:=3.0"]
+
+
+def _fake_graph(tmp_path, body_a, body_b):
+    pkg = tmp_path / "fakenodes"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text(textwrap.dedent(body_a))
+    (pkg / "b.py").write_text(textwrap.dedent(body_b))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "p.yaml").write_text("/**:\n  ros__parameters: {}\n")
+    (tmp_path / "launch").mkdir()
+    g = tmp_path / "launch" / "graph.yaml"
+    g.write_text(
+        "params_file: p.yaml\nnodes:\n"
+        "  - {name: a, module: fakenodes.a, group: g1}\n"
+        "  - {name: b, module: fakenodes.b, group: g2}\n"
+    )
+    return g
+
+
+SLEEPER = """
+import signal, sys, time
+def stop(*_):
+    print("stopping cleanly", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+print("up", sys.argv[1:], flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _launch(tmp_path, graph, *extra):
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ivl_embodied.cli", "launch", "--graph", str(graph), "--grace", "3", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def _wait_for(proc, needle, timeout=20.0):
+    seen = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in "".join(seen):
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} not seen in {seen!r}")
+
+
+def test_sigint_reaches_every_node(tmp_path):
+    g = _fake_graph(tmp_path, SLEEPER, SLEEPER)
+    proc = _launch(tmp_path, g)
+    _wait_for(proc, "[a] up")
+    _wait_for(proc, "[b] up")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "[a] stopping cleanly" in out and "[b] stopping cleanly" in out
+
+
+def test_dying_node_stops_graph_and_is_named(tmp_path):
+    g = _fake_graph(tmp_path, SLEEPER, "import sys, time\ntime.sleep(0.5)\nsys.exit(7)\n")
+    proc = _launch(tmp_path, g)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 7
+    assert "node b exited with code 7" in out
+    assert "[a] stopping cleanly" in out
+
+
+def test_groups_select_nodes(tmp_path):
+    g = _fake_graph(tmp_path, SLEEPER, SLEEPER)
+    proc = _launch(tmp_path, g, "--groups", "g2", "--duration", "1.5")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "[b] up" in out and "[a]" not in out
