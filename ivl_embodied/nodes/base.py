@@ -1,0 +1,109 @@
+"""The thin base every ivl_embodied node builds on.
+
+A node class declares its parameters with defaults, gets a transport node from the factory
+(rclpy on a ROS 2 machine, Cyclone DDS elsewhere), and sets up publishers/subscriptions in
+:meth:`NodeBase.setup`. :func:`main` runs a node class the way ``ros2 run`` would: parameters
+from ``--ros-args --params-file F -p name:=value``, spin until SIGINT/SIGTERM, then
+:meth:`NodeBase.close` and a clean shutdown (exit status 0).
+
+    class EchoNode(NodeBase):
+        NAME = "echo_node"
+        PARAMETERS = {"topic": "/chatter"}
+
+        def setup(self):
+            self.node.create_subscription("std_msgs/msg/String", self.params["topic"], self.on_msg)
+
+    def main(args=None):
+        return run_node(EchoNode, args)
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any, ClassVar
+
+from ivl_embodied.transport import TransportNode, make_node
+from ivl_embodied.transport.params import resolve_parameters
+
+LOG = logging.getLogger(__name__)
+
+
+class NodeBase:
+    """Declares :attr:`PARAMETERS` on a transport node and wires :meth:`setup`/:meth:`close`."""
+
+    NAME: ClassVar[str] = ""
+    PARAMETERS: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, node: TransportNode):
+        self.node = node
+        self.logger = node.logger
+        self.params: dict[str, Any] = {name: node.declare_parameter(name, default)
+                                       for name, default in self.PARAMETERS.items()}
+        unknown = node.undeclared_overrides()
+        if unknown:
+            self.logger.warning("ignoring parameters %s: node %s does not declare them", unknown, node.name)
+        self.setup()
+
+    @classmethod
+    def create(cls, parameters: dict[str, Any] | None = None, backend: str | None = None,
+               name: str | None = None) -> NodeBase:
+        """Build the node on a fresh transport node (tests call this, then callbacks directly)."""
+        node_name = name or cls.NAME
+        if not node_name:
+            raise ValueError(f"{cls.__name__}.NAME is empty: give the node a ROS name")
+        transport = make_node(node_name, backend=backend, parameters=parameters)
+        try:
+            return cls(transport)
+        except BaseException:
+            transport.shutdown()
+            raise
+
+    def setup(self) -> None:
+        """Create publishers, subscriptions and timers (override)."""
+
+    def close(self) -> None:
+        """Release resources before the transport shuts down (override)."""
+
+    def spin(self) -> None:
+        self.node.spin()
+
+    def shutdown(self) -> None:
+        try:
+            self.close()
+        finally:
+            self.node.shutdown()
+
+
+def run_node(node_cls: type[NodeBase], args: list[str] | None = None, backend: str | None = None) -> int:
+    """Run ``node_cls`` until SIGINT/SIGTERM; returns the process exit status."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    overrides, ros = resolve_parameters(node_cls.NAME, argv)
+    if ros.remaining:
+        LOG.warning("ignoring non-ROS arguments %s", list(ros.remaining))
+    instance = node_cls.create(overrides, backend=backend)
+    stop_signal: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop_signal.append(signum)
+        instance.node.request_shutdown()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        instance.logger.info("%s running on %s", instance.node.name, instance.node.backend)
+        instance.spin()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        instance.shutdown()
+    if stop_signal:
+        instance.logger.info("%s shut down cleanly on %s", node_cls.NAME, signal.Signals(stop_signal[0]).name)
+    return 0
+
+
+def main(node_cls: type[NodeBase], args: list[str] | None = None) -> int:
+    """Alias of :func:`run_node` for ``def main(args=None): return base.main(MyNode, args)``."""
+    return run_node(node_cls, args)
