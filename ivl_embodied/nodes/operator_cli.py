@@ -1,0 +1,83 @@
+"""operator: type tasks, see their progress.
+
+    ros2 run ivl_embodied operator "put the red cube in the green bowl"
+    ros2 run ivl_embodied operator            # interactive: one task per line
+
+Publishes ``TaskRequest`` on /ivl/task and prints every ``TaskStatus`` of that task until
+it succeeds, fails or is rejected (or ``--timeout`` seconds pass: exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+
+from ivl_embodied.nodes.convert import header
+from ivl_embodied.transport import make_node, msg_type
+
+STATUS = "ivl_embodied_msgs/msg/TaskStatus"
+TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
+
+
+def state_name(code: int) -> str:
+    S = msg_type(STATUS)
+    for name in dir(S):
+        if name.startswith("STATE_") and getattr(S, name) == code:
+            return name[len("STATE_"):]
+    return f"UNKNOWN({code})"
+
+
+def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sys.stdout) -> str:
+    """Send one task and follow it; returns its final state name (or 'TIMEOUT')."""
+    task_id = uuid.uuid4().hex[:8]
+    pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
+        header=header(time.time_ns()), task_id=task_id, instruction=instruction))
+    print(f"task {task_id}: {instruction}", file=out, flush=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and node.ok:
+        node.spin_once(0.05)
+        while statuses:
+            s = statuses.pop(0)
+            if s.task_id != task_id:
+                continue
+            name = state_name(s.state)
+            print(f"  [{name}] {s.message}", file=out, flush=True)
+            if name in TERMINAL:
+                return name
+    print(f"  no final status within {timeout:.0f} s", file=out, flush=True)
+    return "TIMEOUT"
+
+
+def main(args: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="operator", description=__doc__.splitlines()[0])
+    parser.add_argument("instruction", nargs="*", help="the task; none = read tasks from stdin")
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--task-topic", default="/ivl/task")
+    parser.add_argument("--status-topic", default="/ivl/task_status")
+    parser.add_argument("--wait-subscribers", type=float, default=10.0,
+                        help="seconds to wait for the planner to subscribe")
+    ns, _ros = parser.parse_known_args(args)
+    node = make_node(f"operator_{uuid.uuid4().hex[:6]}")
+    try:
+        pub = node.create_publisher("ivl_embodied_msgs/msg/TaskRequest", ns.task_topic)
+        statuses: list = []
+        node.create_subscription(STATUS, ns.status_topic, statuses.append)
+        try:
+            node.wait_for_subscribers(ns.task_topic, ns.wait_subscribers)
+        except TimeoutError:
+            print(f"no planner subscribed to {ns.task_topic} within {ns.wait_subscribers:.0f} s", file=sys.stderr)
+            return 2
+        tasks = [" ".join(ns.instruction)] if ns.instruction else (line.strip() for line in sys.stdin)
+        final = "SUCCEEDED"
+        for text in tasks:
+            if text:
+                final = run_task(node, pub, statuses, text, ns.timeout)
+        return {"SUCCEEDED": 0, "TIMEOUT": 2}.get(final, 1)
+    finally:
+        node.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

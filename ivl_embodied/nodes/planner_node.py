@@ -1,0 +1,103 @@
+"""planner_node: latest visual embeddings + an operator's task → ActionPlan.
+
+Runs on the workstation GPU with only the language model. Keeps the newest
+``VisualEmbedding``; for each ``TaskRequest`` it plans from it (refusing embeddings
+older than ``max_input_age_s`` or none at all) and publishes the plan and task status.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ivl_embodied.nodes.base import NodeBase, run_node
+from ivl_embodied.nodes.checkpoints import resolve_checkpoint
+from ivl_embodied.nodes.convert import header, msg_to_payload, stamp_to_ns
+from ivl_embodied.plan.msg_convert import plan_to_msg
+from ivl_embodied.transport import msg_type
+
+STATUS = "ivl_embodied_msgs/msg/TaskStatus"
+
+
+class PlannerNode(NodeBase):
+    NAME = "planner_node"
+    PARAMETERS = {
+        "checkpoint": "default",
+        "device": "cpu",
+        "max_new_tokens": 160,
+        "embedding_topic": "/ivl/visual_embeddings",
+        "task_topic": "/ivl/task",
+        "plan_topic": "/ivl/plan",
+        "status_topic": "/ivl/task_status",
+        "max_input_age_s": 2.0,
+    }
+
+    def setup(self) -> None:
+        import torch
+
+        from ivl_embodied.model import GenerationSettings, load_language
+
+        p = self.params
+        dtype = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
+        self.planner = load_language(resolve_checkpoint(p["checkpoint"], "language"), dtype=dtype, device=p["device"])
+        self.settings = GenerationSettings(max_new_tokens=p["max_new_tokens"])
+        self.latest = None  # (VisualEmbedding msg, monotonic receipt time)
+        self.plan_pub = self.node.create_publisher("ivl_embodied_msgs/msg/ActionPlan", p["plan_topic"])
+        self.status_pub = self.node.create_publisher(STATUS, p["status_topic"])
+        self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["embedding_topic"],
+                                      self.on_embedding, "large_latest")
+        self.node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"], self.on_task)
+
+    def on_embedding(self, msg) -> None:
+        self.latest = (msg, time.monotonic())
+
+    def status(self, task_id: str, state: str, message: str = "") -> None:
+        S = msg_type(STATUS)
+        self.status_pub.publish(S(header=header(time.time_ns()), task_id=task_id,
+                                  state=getattr(S, f"STATE_{state}"), message=message))
+
+    def on_task(self, msg) -> None:
+        from ivl_embodied.model import VisualEmbeddings
+
+        task_id, instruction = msg.task_id, msg.instruction
+        if not instruction.strip():
+            self.status(task_id, "REJECTED", "empty instruction")
+            return
+        if self.latest is None:
+            self.status(task_id, "REJECTED", f"no visual embeddings received on {self.params['embedding_topic']}")
+            return
+        emb_msg, received = self.latest
+        age = time.monotonic() - received
+        if self.params["max_input_age_s"] > 0 and age > self.params["max_input_age_s"]:
+            self.status(task_id, "REJECTED", f"latest visual embeddings are {age:.1f} s old "
+                                             f"(max_input_age_s={self.params['max_input_age_s']})")
+            return
+        try:
+            visual = VisualEmbeddings.from_payload(msg_to_payload(emb_msg), device=self.planner.device)
+            self.status(task_id, "PLANNING", instruction)
+            t0 = time.perf_counter()
+            out = self.planner.generate(visual, instruction, self.settings)
+            total_ms = 1e3 * (time.perf_counter() - t0)
+        except ValueError as e:  # embeddings that do not fit this planner (hidden size, dtype, ...)
+            self.logger.error("task %s: %s", task_id, e)
+            self.status(task_id, "FAILED", str(e))
+            return
+        if out.plan is None:
+            self.status(task_id, "FAILED", f"unparseable plan {out.text!r}: {out.error}")
+            return
+        self.plan_pub.publish(plan_to_msg(
+            out.plan, task_id, instruction, out.text,
+            prefill_ms=out.timings.get("prefill_ms", 0.0), decode_ms=out.timings.get("decode_ms", total_ms),
+            generated_tokens=len(out.token_ids), stamp=time.time_ns(),
+            frame_id=emb_msg.header.frame_id, embedding_stamp=stamp_to_ns(emb_msg.header.stamp),
+        ))
+        self.status(task_id, "PLANNED", out.text)
+        self.logger.info("task %s planned in %.0f ms: %s", task_id, total_ms, out.text)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(PlannerNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

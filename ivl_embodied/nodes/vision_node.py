@@ -1,0 +1,99 @@
+"""vision_node: camera image → tiles → InternViT (+ ViR) → bf16 embeddings on DDS.
+
+Runs on the camera side (edge GPU). Keeps only the latest image, encodes at most
+``rate_hz`` times per second, refuses images older than ``max_input_age_s``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ivl_embodied.nodes.base import NodeBase, run_node
+from ivl_embodied.nodes.checkpoints import resolve_checkpoint
+from ivl_embodied.nodes.convert import MessageError, msg_to_image, payload_to_msg, stamp_to_ns
+
+EMBEDDING = "ivl_embodied_msgs/msg/VisualEmbedding"
+DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+VIR_MODES = {"auto": "auto", "all256": "full", "all64": "compressed"}
+
+
+class VisionNode(NodeBase):
+    NAME = "vision_node"
+    PARAMETERS = {
+        "checkpoint": "default",
+        "device": "cpu",
+        "dtype": "bfloat16",
+        "max_num_tiles": 6,
+        "vir_mode": "auto",
+        "vir_relative": 0.5,
+        "vir_absolute": 0.5,
+        "image_topic": "/camera/color/image_raw",
+        "embedding_topic": "/ivl/visual_embeddings",
+        "rate_hz": 2.0,
+        "max_input_age_s": 2.0,
+    }
+
+    def setup(self) -> None:
+        import torch
+
+        from ivl_embodied.model import ViRPolicy, load_vision
+
+        p = self.params
+        if p["dtype"] not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {p['dtype']!r}")
+        if p["vir_mode"] not in VIR_MODES:
+            raise ValueError(f"vir_mode must be one of {sorted(VIR_MODES)}, got {p['vir_mode']!r}")
+        compute = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
+        self.encoder = load_vision(resolve_checkpoint(p["checkpoint"], "vision"), dtype=compute, device=p["device"])
+        mode = VIR_MODES[p["vir_mode"]]
+        if mode != "full" and not self.encoder.config.with_vir:
+            self.logger.warning("checkpoint has no ViR router/mlp2: vir_mode %r falls back to all256", p["vir_mode"])
+            mode = "full"
+        self.policy = ViRPolicy(mode, relative=p["vir_relative"], absolute=p["vir_absolute"])
+        self.latest = None  # (Image msg, monotonic receipt time); only the newest is kept
+        self.published = 0
+        self.pub = self.node.create_publisher(EMBEDDING, p["embedding_topic"], "large_latest")
+        self.node.create_subscription("sensor_msgs/msg/Image", p["image_topic"], self.on_image, "sensor_data")
+        self.node.create_timer(1.0 / p["rate_hz"], self.on_timer)
+
+    def on_image(self, msg) -> None:
+        self.latest = (msg, time.monotonic())
+
+    def on_timer(self) -> None:
+        if self.latest is None:
+            return
+        msg, received = self.latest
+        self.latest = None
+        age = time.monotonic() - received
+        max_age = self.params["max_input_age_s"]
+        if max_age > 0 and age > max_age:
+            self.logger.warning("dropping image %.2f s old (max_input_age_s=%.2f)", age, max_age)
+            return
+        self.encode_and_publish(msg)
+
+    def encode_and_publish(self, msg) -> None:
+        from ivl_embodied.model import encode_image
+
+        try:
+            rgb = msg_to_image(msg)
+            if rgb.ndim != 3:
+                raise MessageError(f"vision_node needs a colour image, got encoding {msg.encoding!r}")
+        except MessageError as e:
+            self.logger.error("dropping image on %s: %s", self.params["image_topic"], e)
+            return
+        t0 = time.perf_counter()
+        emb = encode_image(self.encoder, rgb, self.policy, max_tiles=self.params["max_num_tiles"])
+        payload = emb.to_payload(DTYPES[self.params["dtype"]])
+        self.pub.publish(payload_to_msg(payload, stamp_to_ns(msg.header.stamp), msg.header.frame_id))
+        self.published += 1
+        self.logger.debug("encoded %dx%d into %d tokens %s in %.1f ms", rgb.shape[1], rgb.shape[0],
+                          emb.num_tokens, list(emb.tokens_per_tile), 1e3 * (time.perf_counter() - t0))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(VisionNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

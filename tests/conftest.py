@@ -1,0 +1,35 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# One random DDS domain per test run, so parallel runs on the same host never cross.
+DDS_DOMAIN_ID = random.SystemRandom().randint(100, 200)
+
+
+@pytest.fixture
+def loopback_dds(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Loopback-only Cyclone DDS on this run's domain; returns an env for child processes."""
+    pytest.importorskip("cyclonedds")
+    from ivl_embodied.transport.factory import cyclone_config_uri
+
+    monkeypatch.setenv("CYCLONEDDS_URI", cyclone_config_uri("loopback"))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(DDS_DOMAIN_ID))
+    monkeypatch.setenv("IVL_TRANSPORT", "cyclonedds")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

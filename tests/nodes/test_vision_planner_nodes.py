@@ -1,0 +1,169 @@
+"""vision_node and planner_node: callbacks called directly (no spinning), then as processes."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from ivl_embodied.nodes.convert import image_to_msg, msg_to_payload, stamp_to_ns
+from ivl_embodied.plan import parse_plan
+from ivl_embodied.plan.msg_convert import msg_to_plan
+from ivl_embodied.transport import msg_type
+
+
+class Capture:
+    def __init__(self):
+        self.msgs = []
+
+    def publish(self, msg):
+        self.msgs.append(msg)
+
+
+def _rgb(seed=0, w=120, h=90):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def vision(loopback_dds, split_tiny):
+    from ivl_embodied.nodes.vision_node import VisionNode
+
+    node = VisionNode.create({"checkpoint": str(split_tiny["vision"]), "vir_mode": "all64", "max_num_tiles": 4})
+    node.pub = Capture()
+    yield node
+    node.shutdown()
+
+
+@pytest.fixture
+def planner(loopback_dds, split_tiny):
+    from ivl_embodied.nodes.planner_node import PlannerNode
+
+    node = PlannerNode.create({"checkpoint": str(split_tiny["language"]), "max_new_tokens": 120})
+    node.plan_pub, node.status_pub = Capture(), Capture()
+    yield node
+    node.shutdown()
+
+
+def test_vision_node_publishes_what_the_encoder_computes(vision):
+    import torch
+
+    from ivl_embodied.model import ViRPolicy, VisualEmbeddings, encode_image
+
+    rgb = _rgb()
+    vision.on_image(image_to_msg(rgb, 7_000_000_001, "camera_color_optical_frame"))
+    vision.on_timer()
+    (msg,) = vision.pub.msgs
+    assert stamp_to_ns(msg.header.stamp) == 7_000_000_001
+    assert msg.header.frame_id == "camera_color_optical_frame"
+    assert (msg.source_width, msg.source_height) == (120, 90)
+    assert msg.dtype == msg.DTYPE_BFLOAT16
+    n_tiles = msg.grid_cols * msg.grid_rows + int(msg.has_thumbnail)
+    assert list(msg.tokens_per_tile) == [1] * n_tiles  # 56-px tiles: 4 tokens full, 1 compressed
+    got = VisualEmbeddings.from_payload(msg_to_payload(msg))
+    want = encode_image(vision.encoder, rgb, ViRPolicy("compressed"), max_tiles=4)
+    torch.testing.assert_close(got.embeddings, want.embeddings.to(torch.bfloat16), rtol=0, atol=0)
+    vision.on_timer()  # no new image: nothing published twice
+    assert len(vision.pub.msgs) == 1
+
+
+def test_vision_node_drops_stale_and_malformed_images(vision, caplog):
+    vision.params["max_input_age_s"] = 0.05
+    vision.on_image(image_to_msg(_rgb(), 0, "cam"))
+    time.sleep(0.1)
+    vision.on_timer()
+    assert vision.pub.msgs == []
+    bad = msg_type("sensor_msgs/msg/Image")(height=2, width=2, encoding="rgb8", step=6, data=b"\0" * 5)
+    vision.params["max_input_age_s"] = 2.0
+    vision.on_image(bad)
+    vision.on_timer()
+    assert vision.pub.msgs == [] and "5 bytes" in caplog.text
+
+
+def _embedding_msg(vision, seed=0):
+    vision.on_image(image_to_msg(_rgb(seed), 1, "cam"))
+    vision.on_timer()
+    return vision.pub.msgs[-1]
+
+
+def _task(text, task_id="t1"):
+    return msg_type("ivl_embodied_msgs/msg/TaskRequest")(task_id=task_id, instruction=text)
+
+
+def _states(planner):
+    return [(s.task_id, s.state, s.message) for s in planner.status_pub.msgs]
+
+
+def test_planner_node_plans_from_received_embeddings(vision, planner):
+    planner.on_embedding(_embedding_msg(vision))
+    planner.on_task(_task("put the red cube in the green bowl"))
+    (plan_msg,) = planner.plan_pub.msgs
+    assert plan_msg.task_id == "t1" and plan_msg.instruction == "put the red cube in the green bowl"
+    assert parse_plan(plan_msg.raw_text) == msg_to_plan(plan_msg)  # random weights, but always a plan
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+    assert [s[1] for s in _states(planner)] == [S.STATE_PLANNING, S.STATE_PLANNED]
+
+
+def test_planner_node_refuses_without_fresh_embeddings(vision, planner):
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+    planner.on_task(_task("pick the cube", "a"))
+    planner.on_embedding(_embedding_msg(vision))
+    planner.params["max_input_age_s"] = 0.05
+    time.sleep(0.1)
+    planner.on_task(_task("pick the cube", "b"))
+    planner.params["max_input_age_s"] = 2.0
+    planner.on_task(_task("   ", "c"))
+    states = _states(planner)
+    assert [(t, s) for t, s, _ in states] == [("a", S.STATE_REJECTED), ("b", S.STATE_REJECTED),
+                                               ("c", S.STATE_REJECTED)]
+    assert "no visual embeddings" in states[0][2] and "old" in states[1][2] and "empty" in states[2][2]
+    assert planner.plan_pub.msgs == []
+
+
+def test_planner_node_reports_hidden_size_mismatch(vision, planner):
+    msg = _embedding_msg(vision)
+    msg.hidden_size = msg.hidden_size * 2
+    msg.tokens_per_tile = [t // 2 for t in msg.tokens_per_tile] or [1]
+    planner.on_embedding(msg)
+    planner.on_task(_task("pick the cube"))
+    (tid, state, text), = _states(planner)[-1:]
+    assert state == msg_type("ivl_embodied_msgs/msg/TaskStatus").STATE_FAILED
+    assert str(msg.hidden_size) in text
+
+
+@pytest.mark.slow
+def test_vision_and_planner_processes_plan_over_dds(loopback_dds, split_tiny, python):
+    """DvD end to end: camera image → vision_node process → embeddings over DDS → planner_node
+    process → ActionPlan, driven from this process."""
+    from ivl_embodied.transport import make_node
+
+    procs = [
+        subprocess.Popen([python, "-m", f"ivl_embodied.nodes.{name}", "--ros-args",
+                          "-p", f"checkpoint:={split_tiny[side]}", *extra],
+                         env=loopback_dds, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, side, extra in (("vision_node", "vision", ["-p", "rate_hz:=5.0"]),
+                                  ("planner_node", "language", ["-p", "max_new_tokens:=120"]))
+    ]
+    node = make_node("test_driver")
+    try:
+        img_pub = node.create_publisher("sensor_msgs/msg/Image", "/camera/color/image_raw", "sensor_data")
+        task_pub = node.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "/ivl/task")
+        plans, embs = [], []
+        node.create_subscription("ivl_embodied_msgs/msg/ActionPlan", "/ivl/plan", plans.append)
+        node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", "/ivl/visual_embeddings",
+                                 embs.append, "large_latest")
+        node.wait_for_subscribers("/ivl/task", timeout=60)
+        node.wait_for_subscribers("/camera/color/image_raw", timeout=60)
+        img = image_to_msg(_rgb(5), time.time_ns(), "cam")
+        assert node.spin_until(lambda: (img_pub.publish(img) or bool(embs)), timeout=30), "no embeddings"
+        task_pub.publish(_task("put the red cube in the green bowl", "dvd"))
+        assert node.spin_until(lambda: bool(plans), timeout=60), "no plan"
+        assert plans[0].task_id == "dvd"
+        parse_plan(plans[0].raw_text)
+    finally:
+        node.shutdown()
+        for p in procs:
+            p.send_signal(2)
+        outs = [p.communicate(timeout=30)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
