@@ -66,7 +66,8 @@ def image_to_msg(image: np.ndarray, stamp_ns: int, frame_id: str, encoding: str 
     dt, ch = IMAGE_ENCODINGS[encoding]
     want_ndim = 3 if ch > 1 else 2
     if arr.ndim != want_ndim or (ch > 1 and arr.shape[2] != ch) or arr.dtype != np.dtype(dt):
-        raise MessageError(f"{encoding} needs {'HxWx%d' % ch if ch > 1 else 'HxW'} {np.dtype(dt)}, "
+        layout = f"HxWx{ch}" if ch > 1 else "HxW"
+        raise MessageError(f"{encoding} needs {layout} {np.dtype(dt)}, "
                            f"got {arr.dtype} shape {arr.shape}")
     h, w = arr.shape[:2]
     le = arr.astype(np.dtype(dt).newbyteorder("<"), copy=False)
