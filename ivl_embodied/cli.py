@@ -18,13 +18,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "launch": ("ivl_embodied.launcher", "start a node graph without ROS 2 (ROS-free launcher)"),
     "bench": ("ivl_embodied.bench", "benchmarks: transport, model, sim"),
     "checkpoint": ("ivl_embodied.model.checkpoint_cli", "inspect and split InternVL checkpoints"),
+    "export": ("ivl_embodied.export.cli", "export the vision side to ONNX / TensorRT engines"),
     "sim-eval": ("ivl_embodied.sim.eval_cli", "evaluate a planner on a task suite in the simulator"),
     "train": ("ivl_embodied.rl.cli", "Cascade RL: data, sft, mpo, gspo, vico, router, cascade"),
 }
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ivl-embodied", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ivl-embodied", description="ivl_embodied: embodied-agent stack on InternVL3.5's ideas"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
