@@ -59,7 +59,15 @@ class CyclonePublisher(Publisher):
 
         self._write = ddspy_write
 
-    def publish_raw(self, data: bytes) -> None:
+    def publish(self, msg: Any) -> None:
+        """Serialize ``msg`` and write it; the writer copies the serializer's buffer directly."""
+        if cyclone_types.ros_type_name(msg) != self.type_name:
+            raise TypeError(
+                f"publisher on {self.topic} sends {self.type_name}, got {cyclone_types.ros_type_name(msg)}"
+            )
+        self.publish_raw(cyclone_types.serialize_view(msg))
+
+    def publish_raw(self, data: bytes | memoryview) -> None:
         if len(data) % 4:
             data = bytes(data) + b"\0" * (4 - len(data) % 4)  # DDS samples are padded to 4 bytes
         ret = self._write(self._writer._ref, data)
@@ -207,11 +215,12 @@ class CycloneNode(TransportNode):
             out.append(s)
         return out
 
-    def endpoint_types(self, topic: str, publishers: bool) -> list[str]:
+    def endpoint_types(self, topic: str, publishers: bool, _endpoints: list[Any] | None = None) -> list[str]:
         """ROS type names of all publishers (or subscriptions) on ``topic`` in the domain."""
         dds_name = naming.dds_topic(topic)
-        reader = self._pub_reader if publishers else self._sub_reader
-        return [naming.ros_type_from_dds(e.type_name) for e in self._endpoints(reader) if e.topic_name == dds_name]
+        if _endpoints is None:
+            _endpoints = self._endpoints(self._pub_reader if publishers else self._sub_reader)
+        return [naming.ros_type_from_dds(e.type_name) for e in _endpoints if e.topic_name == dds_name]
 
     def check_graph(self) -> list[tuple[str, str, str]]:
         """Log (once each) endpoints on our topics whose type name differs from ours."""
@@ -220,8 +229,13 @@ class CycloneNode(TransportNode):
         ours += [(p.topic, p.type_name, False) for p in self._publishers.values()]
         if not ours:
             return found
+        # Read each builtin topic once per check, not once per endpoint of ours (this runs on
+        # the spinning thread every GRAPH_CHECK_PERIOD_S, between taking samples).
+        announced: dict[bool, list[Any]] = {}
         for topic, type_name, we_subscribe in ours:
-            for other in set(self.endpoint_types(topic, publishers=we_subscribe)):
+            if we_subscribe not in announced:
+                announced[we_subscribe] = self._endpoints(self._pub_reader if we_subscribe else self._sub_reader)
+            for other in set(self.endpoint_types(topic, publishers=we_subscribe, _endpoints=announced[we_subscribe])):
                 if other == type_name:
                     continue
                 key = (topic, type_name, other)

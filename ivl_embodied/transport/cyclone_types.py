@@ -336,25 +336,59 @@ def _resolve(type_or_cls: Any) -> type:
 # --------------------------------------------------------------------------- (de)serialization
 
 
-def serialize(msg: Any) -> bytes:
-    """Full CDR bytes of ``msg``: ``00 01 00 00`` + plain little-endian CDR (what rclpy publishes raw)."""
+def _view_buffer_class() -> type:
+    """A ``Buffer`` whose ``asbytes()`` returns a view of its bytes instead of two copies."""
+    cls = _BULK_STATE.get("view_buffer")
+    if cls is None:
+        _, _, _, Buffer, _ = _cdr()
+
+        class ViewBuffer(Buffer):
+            # The stock asbytes() is bytes(bytearray[0:pos]): two full copies of the sample.
+            def asbytes(self):  # type: ignore[override]
+                return memoryview(self._bytes)[: self._pos]
+
+        cls = _BULK_STATE["view_buffer"] = ViewBuffer
+    return cls
+
+
+def serialize_view(msg: Any) -> memoryview:
+    """The bytes of :func:`serialize` as a read-only view of the serializer's own buffer.
+
+    Saves :func:`serialize`'s final copy when the bytes are handed straight to a DDS writer
+    (which copies them anyway). The view keeps its buffer alive while it is referenced.
+    """
     cls = type(msg)
     ros_type_name(cls)
-    _, _, _, Buffer, Endianness = _cdr()
+    _, _, _, _, Endianness = _cdr()
     # Pre-size the buffer for big byte fields so it does not grow by doubling (copies).
     extra = 0
     for f in cls.__bulk_fields__:
         v = getattr(msg, f)
         extra += v.nbytes if hasattr(v, "nbytes") else len(v)
-    buf = None
+    buf = _view_buffer_class()()
     if extra:
-        buf = Buffer()
         buf._size = extra + 512  # serialize() re-allocates the buffer at this size (zero_out)
     try:
-        return cls.__idl__.serialize(msg, use_version_2=False, buffer=buf, endianness=Endianness.Little)
+        view = cls.__idl__.serialize(msg, use_version_2=False, buffer=buf, endianness=Endianness.Little)
     except Exception as exc:
         cause = exc.__cause__ or exc
         raise ValueError(f"cannot serialize {cls.__ros_type__}: {exc}: {cause}") from exc
+    return view.toreadonly()
+
+
+def serialize(msg: Any) -> bytes:
+    """Full CDR bytes of ``msg``: ``00 01 00 00`` + plain little-endian CDR (what rclpy publishes raw)."""
+    return bytes(serialize_view(msg))
+
+
+def _readable(data: bytes | bytearray | memoryview) -> bytes | memoryview:
+    """``data`` in a form ``struct.unpack_from`` and slicing read in place (no copy of it all)."""
+    if isinstance(data, bytes):
+        return data  # a slice of bytes is bytes: read_bytes() copies each field exactly once
+    mv = memoryview(data)
+    if mv.ndim == 1 and mv.format == "B":
+        return mv
+    return mv.cast("B") if mv.c_contiguous else memoryview(mv.tobytes())
 
 
 def deserialize(type_or_cls: Any, data: bytes | bytearray | memoryview) -> Any:
@@ -364,6 +398,7 @@ def deserialize(type_or_cls: Any, data: bytes | bytearray | memoryview) -> Any:
     wrong or missing header, truncated data, bad lengths, invalid UTF-8 strings.
     """
     cls = _resolve(type_or_cls)
+    data = _readable(data)
     size = len(data)
     if size < 4:
         raise MessageDecodeError(f"{cls.__ros_type__}: {size} bytes is shorter than a CDR header")
@@ -375,7 +410,10 @@ def deserialize(type_or_cls: Any, data: bytes | bytearray | memoryview) -> Any:
     _, _, _, Buffer, Endianness = _cdr()
     info = cls.__idl__
     info.populate()
-    buf = Buffer(data, align_offset=4)
+    # Read in place: the stock Buffer(data) first copies the whole sample into a bytearray.
+    buf = Buffer(None, align_offset=4)
+    buf._bytes = data
+    buf._size = size
     buf.set_endianness(Endianness.Little if head[1] == 1 else Endianness.Big)
     buf._align_max = 8  # XCDR1 aligns 8-byte values to 8
     buf.seek(4)

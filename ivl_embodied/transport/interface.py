@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ivl_embodied.transport import cyclone_types
+from ivl_embodied.transport import cyclone_types, malloc_tuning
 from ivl_embodied.transport.naming import resolve_topic, validate_node_name
 from ivl_embodied.transport.qos import QosProfile, resolve
 
@@ -119,6 +119,7 @@ class TransportNode(abc.ABC):
 
     def __init__(self, name: str, parameters: dict[str, Any] | None = None):
         self.name = validate_node_name(name)
+        malloc_tuning.tune()  # multi-MB samples: reuse heap pages instead of faulting in new ones
         self.logger = logging.getLogger(f"ivl_embodied.node.{name}")
         self._overrides = dict(parameters or {})
         self._params: dict[str, Any] = {}
