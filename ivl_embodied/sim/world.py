@@ -1,0 +1,297 @@
+"""The MuJoCo tabletop world: scene description → MJCF → model, physics and an RGB-D camera.
+
+A :class:`SceneSpec` (plain data, built by :mod:`ivl_embodied.sim.randomize` from a seed) lists the
+objects on the table, the camera pose and the lighting. :func:`build_mjcf` turns it into MJCF that
+includes the arm (``sim/arm.xml``); :class:`SimWorld` compiles it and owns physics and rendering.
+
+Frames: the robot base is the world origin, z up, the table top is the plane z = 0.
+Graspable objects are free bodies (they move only through contact); containers and zones are fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ivl_embodied.plan.grounding import CameraInfo
+
+log = logging.getLogger(__name__)
+
+ASSET_DIR = Path(__file__).resolve().parents[2] / "sim"
+ARM_XML = ASSET_DIR / "arm.xml"
+
+GRASPABLE = ("cube", "cylinder", "sphere")
+CONTAINERS = ("bowl", "tray")
+ZONES = ("zone",)
+KINDS = GRASPABLE + CONTAINERS + ZONES
+COLORS: dict[str, tuple[float, float, float]] = {
+    "red": (0.85, 0.12, 0.10),
+    "green": (0.12, 0.68, 0.22),
+    "blue": (0.12, 0.28, 0.88),
+    "yellow": (0.95, 0.82, 0.10),
+    "purple": (0.55, 0.22, 0.75),
+    "orange": (1.00, 0.50, 0.05),
+}
+ARM_JOINTS = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
+HOME_Q = (0.0, -0.35, 2.0, 0.0, 1.05, 0.0)  # arm folded up behind the workspace, tool down
+IMAGE_W, IMAGE_H, FOVY_DEG = 640, 480, 42.5  # D435 colour stream at 640x480: fx = fy ≈ 617
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """One thing on the table. ``size``: cube half-side; cylinder (radius, half-height);
+    sphere radius; bowl (inner radius, wall height); tray (half-x, half-y, wall height);
+    zone (half-side)."""
+
+    name: str
+    kind: str
+    color: str
+    rgba: tuple[float, float, float, float]
+    size: tuple[float, ...]
+    xy: tuple[float, float]
+    yaw: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"object {self.name!r}: kind {self.kind!r} not in {KINDS}")
+        if self.color not in COLORS:
+            raise ValueError(f"object {self.name!r}: color {self.color!r} not in {tuple(COLORS)}")
+
+    @property
+    def phrase(self) -> str:
+        return f"{self.color} {self.kind}"
+
+    @property
+    def height(self) -> float:
+        """Height of the object's top above the table."""
+        k, s = self.kind, self.size
+        if k == "cylinder":
+            return 2 * s[1]
+        if k in ("cube", "sphere"):
+            return 2 * s[0]
+        if k == "bowl":
+            return s[1] + 0.006
+        return s[2] + 0.006 if k == "tray" else 0.001
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    objects: tuple[ObjectSpec, ...]
+    camera_pos: tuple[float, float, float] = (1.15, 0.0, 0.78)
+    camera_target: tuple[float, float, float] = (0.47, 0.0, 0.0)
+    light_dir: tuple[float, float, float] = (0.3, 0.2, -1.0)
+    light_diffuse: float = 0.7
+    ambient: float = 0.35
+    table_rgba: tuple[float, float, float, float] = (0.62, 0.56, 0.48, 1.0)
+
+    def __post_init__(self) -> None:
+        names = [o.name for o in self.objects]
+        if len(set(names)) != len(names):
+            raise ValueError(f"object names must be unique, got {names}")
+
+    def find(self, color: str, kind: str) -> ObjectSpec:
+        hits = [o for o in self.objects if o.color == color and o.kind == kind]
+        if len(hits) != 1:
+            raise KeyError(f"scene has {len(hits)} objects that are a {color} {kind}, expected 1")
+        return hits[0]
+
+
+def _f(v) -> str:
+    return " ".join(f"{x:.5g}" for x in v)
+
+
+def _object_xml(o: ObjectSpec) -> str:
+    rgba = _f(o.rgba)
+    x, y = o.xy
+    if o.kind in GRASPABLE:
+        if o.kind == "cube":
+            geom, z = f'type="box" size="{_f([o.size[0]] * 3)}"', o.size[0]
+        elif o.kind == "cylinder":
+            geom, z = f'type="cylinder" size="{_f(o.size)}"', o.size[1]
+        else:
+            geom, z = f'type="sphere" size="{o.size[0]:.5g}"', o.size[0]
+        # light objects with grippy, slightly soft contact so the fingers can hold them
+        return (f'<body name="{o.name}" pos="{x:.5g} {y:.5g} {z + 0.0005:.5g}" euler="0 0 {o.yaw:.5g}">'
+                f'<freejoint name="{o.name}_free"/>'
+                f'<geom name="{o.name}_geom" {geom} rgba="{rgba}" mass="0.06" friction="1.2 0.01 0.001" '
+                f'condim="4" solref="0.01 1" solimp="0.95 0.99 0.001"/></body>')
+    parts = [f'<body name="{o.name}" pos="{x:.5g} {y:.5g} 0" euler="0 0 {o.yaw:.5g}">']
+    if o.kind == "bowl":
+        r, h, t = o.size[0], o.size[1], 0.006
+        parts.append(f'<geom type="cylinder" size="{r + t:.5g} 0.003" pos="0 0 0.003" rgba="{rgba}"/>')
+        n = 16
+        for i in range(n):
+            a = 2 * math.pi * i / n
+            half_w = (r + t) * math.tan(math.pi / n) + 0.002
+            parts.append(
+                f'<geom type="box" size="{t / 2:.5g} {half_w:.5g} {h / 2:.5g}" '
+                f'pos="{(r + t / 2) * math.cos(a):.5g} {(r + t / 2) * math.sin(a):.5g} {h / 2 + 0.006:.5g}" '
+                f'euler="0 0 {a:.5g}" rgba="{rgba}"/>')
+    elif o.kind == "tray":
+        hx, hy, h, t = o.size[0], o.size[1], o.size[2], 0.006
+        parts.append(f'<geom type="box" size="{hx + t:.5g} {hy + t:.5g} 0.003" pos="0 0 0.003" rgba="{rgba}"/>')
+        for sx in (-1, 1):
+            parts.append(f'<geom type="box" size="{t / 2:.5g} {hy + t:.5g} {h / 2:.5g}" '
+                         f'pos="{sx * (hx + t / 2):.5g} 0 {h / 2 + 0.006:.5g}" rgba="{rgba}"/>')
+        for sy in (-1, 1):
+            parts.append(f'<geom type="box" size="{hx:.5g} {t / 2:.5g} {h / 2:.5g}" '
+                         f'pos="0 {sy * (hy + t / 2):.5g} {h / 2 + 0.006:.5g}" rgba="{rgba}"/>')
+    else:  # zone: a flat coloured patch, visual only
+        parts.append(f'<geom type="box" size="{o.size[0]:.5g} {o.size[0]:.5g} 0.0005" pos="0 0 0.0005" '
+                     f'rgba="{rgba}" contype="0" conaffinity="0"/>')
+    parts.append("</body>")
+    return "".join(parts)
+
+
+def camera_xyaxes(pos, target) -> np.ndarray:
+    """MuJoCo camera x (right) and y (up) axes for a camera at ``pos`` looking at ``target``."""
+    f = np.asarray(target, float) - np.asarray(pos, float)
+    f /= np.linalg.norm(f)
+    right = np.cross(f, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    up = np.cross(right, f)
+    return np.concatenate([right, up])
+
+
+def build_mjcf(scene: SceneSpec) -> str:
+    """MJCF text of ``scene``; it includes ``arm.xml`` (pass it as an asset)."""
+    amb, dif = scene.ambient, scene.light_diffuse
+    objects = "\n    ".join(_object_xml(o) for o in scene.objects)
+    return f"""<mujoco model="ivl_tabletop">
+  <include file="arm.xml"/>
+  <visual><headlight ambient="{amb:.3g} {amb:.3g} {amb:.3g}" diffuse="0.25 0.25 0.25" specular="0 0 0"/>
+    <global offwidth="{IMAGE_W}" offheight="{IMAGE_H}"/><quality shadowsize="1024"/></visual>
+  <worldbody>
+    <light name="key" directional="true" dir="{_f(scene.light_dir)}" diffuse="{dif:.3g} {dif:.3g} {dif:.3g}" castshadow="true"/>
+    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.3 0.32 1"/>
+    <geom name="table" type="box" size="0.6 0.7 0.02" pos="0.42 0 -0.02" rgba="{_f(scene.table_rgba)}" friction="0.6 0.005 0.0001"/>
+    <camera name="rgbd" pos="{_f(scene.camera_pos)}" xyaxes="{_f(camera_xyaxes(scene.camera_pos, scene.camera_target))}" fovy="{FOVY_DEG}"/>
+    {objects}
+  </worldbody>
+</mujoco>"""
+
+
+def _ensure_gl_backend() -> None:
+    # Headless CPU rendering: EGL (Mesa) by default; MUJOCO_GL=osmesa also works.
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+@dataclass
+class SimWorld:
+    """Compiled scene: MuJoCo model + data, and a lazily created offscreen renderer."""
+
+    scene: SceneSpec
+    model: object = field(init=False)
+    data: object = field(init=False)
+
+    def __post_init__(self) -> None:
+        _ensure_gl_backend()
+        import mujoco
+
+        self._mj = mujoco
+        self.model = mujoco.MjModel.from_xml_string(
+            build_mjcf(self.scene), assets={"arm.xml": ARM_XML.read_bytes()})
+        self.data = mujoco.MjData(self.model)
+        self._renderer = None
+        self.arm_qpos_adr = np.array([self.model.joint(j).qposadr[0] for j in ARM_JOINTS])
+        self.arm_dof_adr = np.array([self.model.joint(j).dofadr[0] for j in ARM_JOINTS])
+        self.finger_qpos_adr = self.model.joint("finger_left_joint").qposadr[0]
+        self.gripper_act = self.model.actuator("gripper_act").id
+        self.reset()
+
+    # -- state --------------------------------------------------------------------------
+    def reset(self) -> None:
+        mj = self._mj
+        mj.mj_resetData(self.model, self.data)
+        self.data.qpos[self.arm_qpos_adr] = HOME_Q
+        self.data.ctrl[: len(ARM_JOINTS)] = HOME_Q
+        self.data.qpos[self.finger_qpos_adr] = 0.04
+        self.data.qpos[self.model.joint("finger_right_joint").qposadr[0]] = 0.04
+        self.data.ctrl[self.gripper_act] = 0.04
+        mj.mj_forward(self.model, self.data)
+
+    def step(self, n: int = 1) -> None:
+        self._mj.mj_step(self.model, self.data, nstep=n)
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    def arm_q(self) -> np.ndarray:
+        return self.data.qpos[self.arm_qpos_adr].copy()
+
+    def arm_qd(self) -> np.ndarray:
+        return self.data.qvel[self.arm_dof_adr].copy()
+
+    def gripper_opening(self) -> float:
+        """Distance between the finger pads in metres (0 = closed)."""
+        return 2.0 * float(self.data.qpos[self.finger_qpos_adr])
+
+    def body_pos(self, name: str) -> np.ndarray:
+        return self.data.body(name).xpos.copy()
+
+    def body_quat(self, name: str) -> np.ndarray:
+        return self.data.body(name).xquat.copy()
+
+    def tcp_pos(self) -> np.ndarray:
+        return self.data.site("tcp").xpos.copy()
+
+    def touching(self, body: str, other_prefix: str = "finger") -> bool:
+        """Whether ``body`` is in contact with any geom of a body whose name starts with the prefix."""
+        m, d = self.model, self.data
+        bid = m.body(body).id
+        for i in range(d.ncon):
+            b1 = m.geom_bodyid[d.contact[i].geom1]
+            b2 = m.geom_bodyid[d.contact[i].geom2]
+            if bid in (b1, b2):
+                other = b2 if b1 == bid else b1
+                if m.body(other).name.startswith(other_prefix):
+                    return True
+        return False
+
+    # -- camera -------------------------------------------------------------------------
+    def camera_info(self) -> CameraInfo:
+        """Intrinsics + extrinsics of the RGB-D camera, as ``sensor_msgs/CameraInfo`` carries them."""
+        cam = self.model.camera("rgbd")
+        fovy = math.radians(float(cam.fovy[0]))
+        f = 0.5 * IMAGE_H / math.tan(0.5 * fovy)
+        k = np.array([[f, 0.0, IMAGE_W / 2.0], [0.0, f, IMAGE_H / 2.0], [0.0, 0.0, 1.0]])
+        c = self.data.camera("rgbd")
+        r_mj = c.xmat.reshape(3, 3)  # columns: camera x right, y up, z backwards (MuJoCo)
+        t = np.eye(4)
+        t[:3, :3] = r_mj @ np.diag([1.0, -1.0, -1.0])  # → optical frame: x right, y down, z forward
+        t[:3, 3] = c.xpos
+        return CameraInfo(width=IMAGE_W, height=IMAGE_H, k=k, t_base_camera=t,
+                          frame_id="camera_color_optical_frame")
+
+    def _get_renderer(self):
+        if self._renderer is None:
+            self._renderer = self._mj.Renderer(self.model, IMAGE_H, IMAGE_W)
+        return self._renderer
+
+    def render_rgb(self) -> np.ndarray:
+        r = self._get_renderer()
+        r.disable_depth_rendering()
+        r.update_scene(self.data, camera="rgbd")
+        return r.render().copy()  # [H, W, 3] uint8
+
+    def render_depth(self) -> np.ndarray:
+        """Depth in metres along the optical axis (MuJoCo's renderer linearises the z-buffer)."""
+        r = self._get_renderer()
+        r.enable_depth_rendering()
+        r.update_scene(self.data, camera="rgbd")
+        depth = r.render().astype(np.float32)  # [H, W] metres
+        r.disable_depth_rendering()
+        far = float(self.model.stat.extent * self.model.vis.map.zfar)
+        depth[depth >= 0.999 * far] = 0.0  # no return → 0, as a depth camera reports it
+        return depth
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
