@@ -12,6 +12,7 @@ import importlib
 BENCHES: dict[str, tuple[str, str]] = {
     "transport": ("ivl_embodied.transport.bench", "DDS vs TCP latency/throughput on loopback"),
     "model": ("ivl_embodied.model.bench", "vision ms/tile, planner prefill ms and decode tok/s"),
+    "vision-runtime": ("ivl_embodied.runtime.bench", "vision ms/tile: torch vs onnxruntime"),
     "sim": ("ivl_embodied.sim.bench", "physics steps/s, render fps, wall time per episode"),
 }
 

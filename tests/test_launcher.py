@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ivl_embodied.launcher import Graph, NodeSpec, load_graph, node_argv
+from ivl_embodied.launcher import NodeSpec, load_graph, node_argv
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,6 +28,7 @@ _EXPORTS = {
     "PlanAutomaton": "constrained", "TokenConstraint": "constrained",
     "load_vision": "checkpoints", "load_language": "checkpoints", "split_checkpoint": "checkpoints",
     "save_vision": "checkpoints", "save_language": "checkpoints",
+    "ModelPlanner": "agent", "make_planner": "agent", "planner_dirs": "agent",
 }
 
 __all__ = sorted([*_EXPORTS, "encode_image"])

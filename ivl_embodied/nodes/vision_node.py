@@ -22,6 +22,8 @@ class VisionNode(NodeBase):
     NAME = "vision_node"
     PARAMETERS = {
         "checkpoint": "default",
+        "backend": "torch",  # torch | onnxruntime | tensorrt
+        "engine": "",  # .onnx (onnxruntime) or .engine (tensorrt); torch uses `checkpoint`
         "device": "cpu",
         "dtype": "bfloat16",
         "max_num_tiles": 6,
@@ -35,19 +37,23 @@ class VisionNode(NodeBase):
     }
 
     def setup(self) -> None:
-        import torch
-
-        from ivl_embodied.model import ViRPolicy, load_vision
+        from ivl_embodied.model import ViRPolicy
+        from ivl_embodied.runtime import make_vision_backend
 
         p = self.params
         if p["dtype"] not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {p['dtype']!r}")
         if p["vir_mode"] not in VIR_MODES:
             raise ValueError(f"vir_mode must be one of {sorted(VIR_MODES)}, got {p['vir_mode']!r}")
-        compute = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
-        self.encoder = load_vision(resolve_checkpoint(p["checkpoint"], "vision"), dtype=compute, device=p["device"])
+        if p["backend"] == "torch":
+            path = resolve_checkpoint(p["checkpoint"], "vision")
+        elif not p["engine"]:
+            raise ValueError(f"backend {p['backend']!r} needs the `engine` parameter (an exported .onnx/.engine)")
+        else:
+            path = p["engine"]
+        self.backend = make_vision_backend(p["backend"], path, device=p["device"])  # bf16 on CUDA for torch
         mode = VIR_MODES[p["vir_mode"]]
-        if mode != "full" and not self.encoder.config.with_vir:
+        if mode != "full" and not self.backend.with_vir:
             self.logger.warning("checkpoint has no ViR router/mlp2: vir_mode %r falls back to all256", p["vir_mode"])
             mode = "full"
         self.policy = ViRPolicy(mode, relative=p["vir_relative"], absolute=p["vir_absolute"])
@@ -56,6 +62,11 @@ class VisionNode(NodeBase):
         self.pub = self.node.create_publisher(EMBEDDING, p["embedding_topic"], "large_latest")
         self.node.create_subscription("sensor_msgs/msg/Image", p["image_topic"], self.on_image, "sensor_data")
         self.node.create_timer(1.0 / p["rate_hz"], self.on_timer)
+
+    def close(self) -> None:
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
 
     def on_image(self, msg) -> None:
         self.latest = (msg, time.monotonic())
@@ -73,7 +84,7 @@ class VisionNode(NodeBase):
         self.encode_and_publish(msg)
 
     def encode_and_publish(self, msg) -> None:
-        from ivl_embodied.model import encode_image
+        from ivl_embodied.model.tiling import TilingConfig, tile_image
 
         try:
             rgb = msg_to_image(msg)
@@ -83,7 +94,8 @@ class VisionNode(NodeBase):
             self.logger.error("dropping image on %s: %s", self.params["image_topic"], e)
             return
         t0 = time.perf_counter()
-        emb = encode_image(self.encoder, rgb, self.policy, max_tiles=self.params["max_num_tiles"])
+        tiles = tile_image(rgb, TilingConfig(tile_size=self.backend.tile_size, max_tiles=self.params["max_num_tiles"]))
+        emb = self.backend.encode(tiles, self.policy)
         payload = emb.to_payload(DTYPES[self.params["dtype"]])
         self.pub.publish(payload_to_msg(payload, stamp_to_ns(msg.header.stamp), msg.header.frame_id))
         self.published += 1

@@ -62,7 +62,7 @@ def test_vision_node_publishes_what_the_encoder_computes(vision):
     n_tiles = msg.grid_cols * msg.grid_rows + int(msg.has_thumbnail)
     assert list(msg.tokens_per_tile) == [1] * n_tiles  # 56-px tiles: 4 tokens full, 1 compressed
     got = VisualEmbeddings.from_payload(msg_to_payload(msg))
-    want = encode_image(vision.encoder, rgb, ViRPolicy("compressed"), max_tiles=4)
+    want = encode_image(vision.backend.encoder, rgb, ViRPolicy("compressed"), max_tiles=4)
     torch.testing.assert_close(got.embeddings, want.embeddings.to(torch.bfloat16), rtol=0, atol=0)
     vision.on_timer()  # no new image: nothing published twice
     assert len(vision.pub.msgs) == 1
@@ -146,6 +146,7 @@ def test_vision_and_planner_processes_plan_over_dds(loopback_dds, split_tiny, py
                                   ("planner_node", "language", ["-p", "max_new_tokens:=120"]))
     ]
     node = make_node("test_driver")
+    failure = None
     try:
         img_pub = node.create_publisher("sensor_msgs/msg/Image", "/camera/color/image_raw", "sensor_data")
         task_pub = node.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "/ivl/task")
@@ -161,9 +162,35 @@ def test_vision_and_planner_processes_plan_over_dds(loopback_dds, split_tiny, py
         assert node.spin_until(lambda: bool(plans), timeout=60), "no plan"
         assert plans[0].task_id == "dvd"
         parse_plan(plans[0].raw_text)
+    except (AssertionError, TimeoutError) as e:
+        failure = e
     finally:
         node.shutdown()
         for p in procs:
             p.send_signal(2)
         outs = [p.communicate(timeout=30)[0] for p in procs]
+    assert failure is None, f"{failure}; node output: {outs}"
     assert all(p.returncode == 0 for p in procs), outs
+
+
+def test_vision_node_onnxruntime_backend_matches_torch(loopback_dds, split_tiny, tmp_path):
+    import torch
+
+    from ivl_embodied.export.onnx_export import export_onnx
+    from ivl_embodied.model import VisualEmbeddings
+    from ivl_embodied.nodes.vision_node import VisionNode
+
+    onnx_path = export_onnx(split_tiny["vision"], tmp_path / "v.onnx")
+    out = {}
+    for backend in ("torch", "onnxruntime"):
+        node = VisionNode.create({"checkpoint": str(split_tiny["vision"]), "backend": backend,
+                                  "engine": str(onnx_path), "vir_mode": "auto", "vir_absolute": 0.0,
+                                  "max_num_tiles": 4, "dtype": "float32"})
+        node.pub = Capture()
+        node.on_image(image_to_msg(_rgb(), 1, "cam"))
+        node.on_timer()
+        out[backend] = VisualEmbeddings.from_payload(msg_to_payload(node.pub.msgs[0]))
+        node.shutdown()
+    assert out["onnxruntime"].tokens_per_tile == out["torch"].tokens_per_tile
+    assert len(set(out["torch"].tokens_per_tile)) == 2
+    torch.testing.assert_close(out["onnxruntime"].embeddings, out["torch"].embeddings, rtol=0, atol=1e-4)

@@ -1,0 +1,79 @@
+"""A learned planner behind the simulator's planner seam: ``plan(rgb, instruction) -> text``.
+
+Runs the vision side and the language side in one process (what ``sim-eval`` and RL
+rollouts need); the nodes run the same two halves in separate processes.
+
+``make_planner(name)``: ``default`` is the planner shipped in
+``ivl_embodied/default_planner``; any other name is a local directory holding either a
+whole InternVL3.5 checkpoint or the two split halves as ``vision/`` and ``language/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoints import load_language, load_vision
+from .planner import GenerationSettings, PlanOutput
+from .tiling import TilingConfig, tile_image
+from .vir import ViRPolicy
+
+DEFAULT_PLANNER_DIR = Path(__file__).resolve().parent.parent / "default_planner"
+
+
+def planner_dirs(name: str | Path) -> tuple[Path, Path]:
+    """(vision dir, language dir) for a planner name: ``default``, a split pair, or a whole checkpoint."""
+    root = DEFAULT_PLANNER_DIR if str(name) == "default" else Path(name).expanduser()
+    if not root.is_dir():
+        hint = " (train it with `ivl-embodied train cascade`)" if str(name) == "default" else ""
+        raise FileNotFoundError(f"planner directory {str(root)!r} does not exist{hint}")
+    if (root / "vision").is_dir() and (root / "language").is_dir():
+        return root / "vision", root / "language"
+    if (root / "config.json").is_file():
+        return root, root
+    raise FileNotFoundError(
+        f"{str(root)!r} holds neither vision/ + language/ nor a whole checkpoint (config.json)")
+
+
+@dataclass
+class ModelPlanner:
+    """Image + instruction → plan text, through the vision encoder and the language planner."""
+
+    vision_dir: Path
+    language_dir: Path
+    device: str = "cpu"
+    max_tiles: int = 1
+    policy: ViRPolicy = field(default_factory=lambda: ViRPolicy("full"))
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    last: PlanOutput | None = None
+    visual_tokens: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.encoder = load_vision(self.vision_dir, dtype=dtype, device=self.device)
+        self.planner = load_language(self.language_dir, dtype=dtype, device=self.device)
+        if self.policy.mode != "full" and not self.encoder.config.with_vir:
+            raise ValueError(f"ViR mode {self.policy.mode!r} needs a checkpoint with a router (mlp2)")
+        self.tiling = TilingConfig(tile_size=self.encoder.config.tile_size, max_tiles=self.max_tiles)
+
+    def reset(self, task=None, world=None) -> None:
+        """Learned planners see only the image; nothing to reset."""
+
+    @torch.no_grad()
+    def plan(self, rgb: np.ndarray, instruction: str) -> str:
+        emb = self.encoder.encode(tile_image(rgb, self.tiling), self.policy)
+        self.visual_tokens.append(emb.num_tokens)
+        self.last = self.planner.generate(emb, instruction, self.settings)
+        return self.last.text
+
+
+def make_planner(name: str, device: str = "cpu", vir: str = "full", max_tiles: int | None = None) -> ModelPlanner:
+    vision, language = planner_dirs(name)
+    tiles = max_tiles
+    if tiles is None:
+        meta = vision / "ivl_planner.json"
+        tiles = int(__import__("json").loads(meta.read_text()).get("max_tiles", 1)) if meta.is_file() else 1
+    return ModelPlanner(vision, language, device=device, max_tiles=tiles, policy=ViRPolicy(vir))
