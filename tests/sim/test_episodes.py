@@ -8,7 +8,7 @@ from ivl_embodied.plan.safety import SafetyGate, SafetyLimits
 from ivl_embodied.sim import eval_cli
 from ivl_embodied.sim.episode import run_episode
 from ivl_embodied.sim.executor import Executor
-from ivl_embodied.sim.planners import PlannerNotAvailable, make_planner
+from ivl_embodied.sim.planners import make_planner
 from ivl_embodied.sim.sim_robot import SimRobot
 from ivl_embodied.sim.skills import SkillFailure, Skills
 from ivl_embodied.sim.tasks import load_split, parse_task, scene_for
@@ -83,10 +83,6 @@ def test_sim_eval_cli_on_user_task_file(tmp_path, capsys):
     assert "mine.jsonl:1" in capsys.readouterr().err
 
 
-def test_unknown_planner_is_a_clear_error():
-    import importlib
-
-    if getattr(importlib.import_module("ivl_embodied.model"), "make_planner", None) is not None:
-        pytest.skip("ivl_embodied.model provides planners now")
-    with pytest.raises(PlannerNotAvailable, match="'default' is not available"):
-        make_planner("default")
+def test_missing_planner_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        make_planner(str(tmp_path / "no_such_planner"))
