@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ivl_embodied.sim.controller import JointTrajectoryController
 from ivl_embodied.sim.robot import (
     GripperCommand,
     JointState,
@@ -51,6 +52,7 @@ class SimRobot(Robot):
         self._dt = float(world.model.opt.timestep)
         self._next_frame = 0.0
         self.physics_steps = 0
+        self.controller = JointTrajectoryController(world, self.cfg.max_trajectory_s)
 
     def now(self) -> float:
         return self.world.time
@@ -71,22 +73,15 @@ class SimRobot(Robot):
                            gripper_opening=w.gripper_opening(), stamp=w.time)
 
     def send_trajectory(self, traj: JointTrajectory) -> MotionResult:
-        if tuple(traj.joint_names) != ARM_JOINTS:
-            return MotionResult(False, f"trajectory joints {traj.joint_names} != {ARM_JOINTS}")
-        if traj.duration > self.cfg.max_trajectory_s:
-            return MotionResult(False, f"trajectory of {traj.duration:.1f} s exceeds {self.cfg.max_trajectory_s} s")
+        refused = self.controller.command(traj)
+        if refused:
+            return MotionResult(False, refused)
         w = self.world
-        start = np.array(traj.points[0].positions)
-        if np.abs(start - w.arm_q()).max() > 0.1:
-            return MotionResult(False, f"trajectory starts {np.abs(start - w.arm_q()).max():.2f} rad from the current state")
-        n_track = int(np.ceil(traj.duration / self._dt))
-        t0 = w.time
-        for _ in range(n_track):
-            q, _ = traj.sample(w.time - t0 + self._dt)
-            w.data.ctrl[: len(ARM_JOINTS)] = q
+        for _ in range(int(np.ceil(traj.duration / self._dt))):
+            self.controller.update()
             self._step()
-        goal = np.array(traj.points[-1].positions)
-        w.data.ctrl[: len(ARM_JOINTS)] = goal
+        goal = self.controller.goal
+        self.controller.update()  # past the end: hold the goal
         err = float(np.abs(w.arm_q() - goal).max())
         for _ in range(int(self.cfg.settle_s / self._dt)):
             err = float(np.abs(w.arm_q() - goal).max())
@@ -100,8 +95,7 @@ class SimRobot(Robot):
     def send_gripper(self, cmd: GripperCommand) -> MotionResult:
         """Drive the fingers towards ``cmd.position``; done when they stop moving (or time out)."""
         w = self.world
-        target = float(np.clip(cmd.position / 2.0, 0.0, 0.04))  # per finger
-        w.data.ctrl[w.gripper_act] = target
+        self.controller.command_gripper(cmd.position)
         still = 0
         for _ in range(int(self.cfg.gripper_timeout_s / self._dt)):
             self._step()

@@ -1,0 +1,230 @@
+"""A :class:`~ivl_embodied.sim.robot.Robot` over ROS topics: the executor's view of any arm.
+
+Sensor callbacks (run on the node's spinning thread) store the latest joint state, camera
+frames (RGB + depth paired by stamp, a short bounded history), camera info and the camera's
+static transform. Commands are published as ``trajectory_msgs/JointTrajectory`` and a
+``Float64MultiArray`` gripper command; the blocking ``send_*`` calls (made from the
+executor's worker thread) wait on the robot's own clock — the stamps of its joint states —
+with a wall-clock bound, so a dead robot ends a skill with a reason instead of a hang.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ivl_embodied.nodes.convert import (
+    MessageError,
+    gripper_to_msg,
+    msg_to_camera_info,
+    msg_to_image,
+    stamp_to_ns,
+    trajectory_to_msg,
+    transform_to_matrix,
+)
+from ivl_embodied.sim.robot import (
+    GripperCommand,
+    JointState,
+    JointTrajectory,
+    MotionResult,
+    Observation,
+    Robot,
+)
+
+
+class RobotUnavailable(RuntimeError):
+    """A piece of robot state has not arrived; the message names the topic."""
+
+
+@dataclass(frozen=True)
+class TopicRobotConfig:
+    arm_joints: tuple[str, ...]
+    finger_joints: tuple[str, ...] = ("finger_left_joint", "finger_right_joint")
+    base_frame: str = "base_link"
+    goal_tolerance: float = 0.03  # rad at the end of a trajectory
+    settle_s: float = 0.6  # robot time allowed after a trajectory's end
+    gripper_timeout_s: float = 0.8  # robot time
+    wall_timeout_factor: float = 4.0  # wall-clock bound = factor x robot-time budget + 5 s
+    frame_history: int = 40
+    topics: tuple[tuple[str, str], ...] = (
+        ("rgb", "/camera/color/image_raw"), ("depth", "/camera/depth/image_raw"),
+        ("camera_info", "/camera/color/camera_info"), ("joint_states", "/joint_states"),
+        ("tf_static", "/tf_static"), ("trajectory", "/arm_controller/joint_trajectory"),
+        ("gripper", "/gripper_controller/commands"),
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("goal_tolerance", "settle_s", "gripper_timeout_s", "wall_timeout_factor"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not self.arm_joints:
+            raise ValueError("arm_joints must name at least one joint")
+
+    def topic(self, key: str) -> str:
+        return dict(self.topics)[key]
+
+
+class TopicRobot(Robot):
+    def __init__(self, node, config: TopicRobotConfig):
+        from ivl_embodied.transport import QosProfile
+
+        self.node = node
+        self.cfg = config
+        self.arm_joint_names = tuple(config.arm_joints)
+        self._cv = threading.Condition()
+        self._joints: dict[str, tuple[float, float]] = {}
+        self._robot_ns: int | None = None
+        self._rgb: collections.OrderedDict[int, object] = collections.OrderedDict()
+        self._depth: collections.OrderedDict[int, object] = collections.OrderedDict()
+        self._info = None
+        self._t_base_camera: dict[str, np.ndarray] = {}
+        c = config.topic
+        self.pub_traj = node.create_publisher("trajectory_msgs/msg/JointTrajectory", c("trajectory"))
+        self.pub_grip = node.create_publisher("std_msgs/msg/Float64MultiArray", c("gripper"))
+        node.create_subscription("sensor_msgs/msg/Image", c("rgb"), self._on_rgb, "sensor_data")
+        node.create_subscription("sensor_msgs/msg/Image", c("depth"), self._on_depth, "sensor_data")
+        node.create_subscription("sensor_msgs/msg/CameraInfo", c("camera_info"), self._on_info, "sensor_data")
+        node.create_subscription("sensor_msgs/msg/JointState", c("joint_states"), self._on_joints)
+        node.create_subscription("tf2_msgs/msg/TFMessage", c("tf_static"), self._on_tf,
+                                 QosProfile("reliable", 1, "transient_local"))
+
+    # -- callbacks (spinning thread) -----------------------------------------------------
+    def _keep(self, store: collections.OrderedDict, msg) -> None:
+        with self._cv:
+            store[stamp_to_ns(msg.header.stamp)] = msg
+            while len(store) > self.cfg.frame_history:
+                store.popitem(last=False)
+
+    def _on_rgb(self, msg) -> None:
+        self._keep(self._rgb, msg)
+
+    def _on_depth(self, msg) -> None:
+        self._keep(self._depth, msg)
+
+    def _on_info(self, msg) -> None:
+        with self._cv:
+            self._info = msg
+
+    def _on_tf(self, msg) -> None:
+        with self._cv:
+            for t in msg.transforms:
+                if t.header.frame_id == self.cfg.base_frame:
+                    self._t_base_camera[t.child_frame_id] = transform_to_matrix(t.transform)
+
+    def _on_joints(self, msg) -> None:
+        with self._cv:
+            vel = list(msg.velocity) or [0.0] * len(msg.name)
+            for name, q, v in zip(msg.name, msg.position, vel, strict=False):
+                self._joints[name] = (float(q), float(v))
+            self._robot_ns = stamp_to_ns(msg.header.stamp)
+            self._cv.notify_all()
+
+    # -- state ------------------------------------------------------------------------------
+    def now(self) -> float:
+        with self._cv:
+            if self._robot_ns is None:
+                raise RobotUnavailable(f"no joint states on {self.cfg.topic('joint_states')}")
+            return self._robot_ns * 1e-9
+
+    def _arm(self) -> tuple[np.ndarray, np.ndarray]:
+        missing = [j for j in self.arm_joint_names if j not in self._joints]
+        if missing:
+            raise RobotUnavailable(f"joint states on {self.cfg.topic('joint_states')} lack {missing}")
+        q = np.array([self._joints[j][0] for j in self.arm_joint_names])
+        v = np.array([self._joints[j][1] for j in self.arm_joint_names])
+        return q, v
+
+    def _opening(self) -> float:
+        return float(sum(self._joints.get(j, (0.0, 0.0))[0] for j in self.cfg.finger_joints))
+
+    def frame_stamps(self) -> list[int]:
+        with self._cv:
+            return [s for s in self._depth if s in self._rgb]
+
+    def get_observation(self, with_images: bool = True, stamp_ns: int | None = None) -> Observation:
+        """Joint state plus, with images, the RGB-D frame stamped ``stamp_ns`` (default: newest)."""
+        with self._cv:
+            q, v = self._arm()
+            now = (self._robot_ns or 0) * 1e-9
+            if not with_images:  # joint state only: what skills read between motions
+                return Observation(np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32), None,
+                                   JointState(self.arm_joint_names, q, v), self._opening(), now)
+            paired = [s for s in self._depth if s in self._rgb]
+            if not paired:
+                raise RobotUnavailable(f"no RGB-D frame pair on {self.cfg.topic('rgb')} + {self.cfg.topic('depth')}")
+            stamp = paired[-1] if stamp_ns is None else stamp_ns
+            if stamp not in self._depth or stamp not in self._rgb:
+                raise RobotUnavailable(
+                    f"no RGB-D frame stamped {stamp * 1e-9:.3f} s (have {paired[0] * 1e-9:.3f}.."
+                    f"{paired[-1] * 1e-9:.3f} s)")
+            rgb_msg, depth_msg = self._rgb[stamp], self._depth[stamp]
+            info = self._camera_info()
+            joints = JointState(self.arm_joint_names, q, v)
+            opening = self._opening()
+        try:
+            rgb, depth = msg_to_image(rgb_msg), msg_to_image(depth_msg)
+        except MessageError as e:
+            raise RobotUnavailable(f"unusable camera frame: {e}") from None
+        if depth.ndim != 2 or depth.shape != rgb.shape[:2]:
+            raise RobotUnavailable(f"depth {depth.shape} does not match rgb {rgb.shape[:2]}")
+        return Observation(rgb, depth, info, joints, opening, stamp * 1e-9)
+
+    def _camera_info(self):
+        if self._info is None:
+            raise RobotUnavailable(f"no camera info on {self.cfg.topic('camera_info')}")
+        frame = self._info.header.frame_id
+        if frame not in self._t_base_camera:
+            raise RobotUnavailable(
+                f"no transform {self.cfg.base_frame} -> {frame!r} on {self.cfg.topic('tf_static')}")
+        return msg_to_camera_info(self._info, self._t_base_camera[frame])
+
+    # -- commands (worker thread) --------------------------------------------------------------
+    def _wait(self, done, robot_budget_s: float, what: str) -> str | None:
+        """Wait until ``done(robot_time)`` or the robot-time budget runs out; None when done."""
+        t_start = self.now()
+        wall_deadline = time.monotonic() + self.cfg.wall_timeout_factor * robot_budget_s + 5.0
+        with self._cv:
+            while True:
+                t = (self._robot_ns or 0) * 1e-9
+                if done(t - t_start):
+                    return None
+                if t - t_start > robot_budget_s:
+                    return f"{what}: not done after {robot_budget_s:.1f} s of robot time"
+                if time.monotonic() > wall_deadline:
+                    return f"{what}: no joint-state progress for {wall_deadline - time.monotonic() + robot_budget_s:.0f} s"
+                self._cv.wait(timeout=0.1)
+
+    def send_trajectory(self, traj: JointTrajectory) -> MotionResult:
+        if tuple(traj.joint_names) != self.arm_joint_names:
+            return MotionResult(False, f"trajectory joints {traj.joint_names} != {self.arm_joint_names}")
+        goal = np.array(traj.points[-1].positions)
+        self.pub_traj.publish(trajectory_to_msg(traj))
+        err = [float("inf")]
+
+        def reached(elapsed: float) -> bool:
+            q, v = self._arm()
+            err[0] = float(np.abs(q - goal).max())
+            return elapsed >= traj.duration and err[0] < self.cfg.goal_tolerance / 3 and np.abs(v).max() < 0.05
+
+        why = self._wait(reached, traj.duration + self.cfg.settle_s, "trajectory")
+        if why is None or err[0] <= self.cfg.goal_tolerance:
+            return MotionResult(True, "", err[0])
+        return MotionResult(False, f"goal not reached: joint error {err[0]:.3f} rad > "
+                                   f"{self.cfg.goal_tolerance} ({why})", err[0])
+
+    def send_gripper(self, cmd: GripperCommand) -> MotionResult:
+        self.pub_grip.publish(gripper_to_msg(cmd.position))
+        last = [self._opening(), 0]
+
+        def still(elapsed: float) -> bool:
+            o = self._opening()
+            last[1] = last[1] + 1 if abs(o - last[0]) < 2e-4 else 0
+            last[0] = o
+            return elapsed > 0.1 and last[1] >= 3
+
+        self._wait(still, self.cfg.gripper_timeout_s, "gripper")
+        return MotionResult(True, "", self._opening())
