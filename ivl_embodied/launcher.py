@@ -94,7 +94,9 @@ def load_graph(path: Path | None = None) -> Graph:
     return Graph(params_file=params, nodes=tuple(nodes))
 
 
-class _Proc:
+class NodeProcess:
+    """One node in its own process; its output is copied to ours, prefixed with its name."""
+
     def __init__(self, spec: NodeSpec, argv: list[str], env: dict[str, str]):
         self.spec = spec
         self.popen = subprocess.Popen(
@@ -147,11 +149,11 @@ def run_graph(
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    procs: list[_Proc] = []
+    procs: list[NodeProcess] = []
     rc = 0
     try:
         for spec in specs:
-            procs.append(_Proc(spec, node_argv(spec, params_file, overrides or []), env))
+            procs.append(NodeProcess(spec, node_argv(spec, params_file, overrides or []), env))
             log.info("started %s (pid %d)", spec.name, procs[-1].popen.pid)
         t_end = None if duration_s is None else time.monotonic() + duration_s
         while not stop.is_set():
@@ -167,13 +169,14 @@ def run_graph(
         if reason:
             log.info("received %s; stopping %d nodes", reason[0], len(procs))
     finally:
-        _shutdown(procs, grace_s)
+        stop_nodes(procs, grace_s)
         for s, h in old.items():
             signal.signal(s, h)
     return rc
 
 
-def _shutdown(procs: list[_Proc], grace_s: float) -> None:
+def stop_nodes(procs: list[NodeProcess], grace_s: float = 5.0) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL, each after ``grace_s`` seconds."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         alive = [p for p in procs if p.popen.poll() is None]
         if not alive:

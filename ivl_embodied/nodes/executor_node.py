@@ -27,6 +27,13 @@ class ExecutorNode(NodeBase):
         "plan_topic": "/ivl/plan",
         "status_topic": "/ivl/task_status",
         "estop_topic": "/ivl/estop",
+        "rgb_topic": "/camera/color/image_raw",
+        "depth_topic": "/camera/depth/image_raw",
+        "camera_info_topic": "/camera/color/camera_info",
+        "joint_states_topic": "/joint_states",
+        "tf_static_topic": "/tf_static",
+        "trajectory_topic": "/arm_controller/joint_trajectory",
+        "gripper_topic": "/gripper_controller/commands",
         "allowed_actions": ["pick", "place", "push"],
         "max_joint_speed": 1.5,
         "max_plan_age_s": 10.0,
@@ -51,7 +58,10 @@ class ExecutorNode(NodeBase):
             joint_upper=tuple(float(kin.model.jnt_range[i, 1]) for i in ids),
         )
         self.gate = SafetyGate(limits)
-        self.robot = TopicRobot(self.node, TopicRobotConfig(arm_joints=ARM_JOINTS, base_frame=p["base_frame"]))
+        topics = tuple((key, p[f"{key}_topic"]) for key in
+                       ("rgb", "depth", "camera_info", "joint_states", "tf_static", "trajectory", "gripper"))
+        self.robot = TopicRobot(self.node, TopicRobotConfig(arm_joints=ARM_JOINTS, base_frame=p["base_frame"],
+                                                            topics=topics))
         self.executor = Executor(self.robot, self.gate)
         self.busy: str | None = None
         self.worker: threading.Thread | None = None

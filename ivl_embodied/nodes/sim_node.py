@@ -38,7 +38,6 @@ FINGER_JOINTS = ("finger_left_joint", "finger_right_joint")
 class SimNode(NodeBase):
     NAME = "sim_node"
     PARAMETERS = {
-        "seed": 0,                  # unused when task_file/split give the scene; kept for overrides
         "task_file": "",
         "split": "val",
         "task_index": 0,

@@ -13,6 +13,17 @@ from ivl_embodied.sim.world import SimWorld
 log = logging.getLogger(__name__)
 
 
+def write_video(frames, path, fps: float) -> Path:
+    """Write RGB uint8 frames [H, W, 3] as an H.264 MP4."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    with imageio.get_writer(path, fps=fps, codec="libx264", quality=6, macro_block_size=16) as w:
+        for f in frames:
+            w.append_data(f)
+    return path
+
+
 class EpisodeRecorder:
     """Collects camera frames during an episode (pass :meth:`on_frame` to the SimRobot)."""
 
@@ -37,15 +48,10 @@ class EpisodeRecorder:
 
     def save(self, trace: dict) -> dict:
         """Write ``<name>.mp4`` and ``<name>.json``; returns their paths."""
-        import imageio.v2 as imageio
-
         self.dir.mkdir(parents=True, exist_ok=True)
         video = self.dir / f"{self.name}.mp4"
         if self.frames:
-            with imageio.get_writer(video, fps=self.fps, codec="libx264", quality=6,
-                                    macro_block_size=16) as w:
-                for f in self.frames:
-                    w.append_data(f)
+            write_video(self.frames, video, self.fps)
         trace = dict(trace, frames=len(self.frames), object_tracks=self.object_tracks)
         path = self.dir / f"{self.name}.json"
         path.write_text(json.dumps(trace, indent=1))

@@ -1,0 +1,203 @@
+"""``ivl-embodied demo``: the stack's node graph on the simulated robot, driven like an operator.
+
+For each task, the graph runs as separate processes talking over DDS (loopback):
+
+* ``sim_node``       MuJoCo arm + RGB-D camera behind ROS topics, the task's scene
+* ``executor_node``  safety gate → 3D grounding from depth → IK skills → joint trajectories
+* with a learned planner (``--planner default`` or a checkpoint directory) also
+  ``vision_node`` (image → bf16 visual embeddings) and ``planner_node`` (language model only),
+  and the demo sends the task's instruction as an operator would (``TaskRequest``);
+* with ``--planner oracle`` the plan comes from the simulator's oracle instead (boxes projected
+  from the scene), published as the planner node would publish it — everything after the
+  plan is the same real path.
+
+``--planner auto`` (the default) uses the shipped default planner when it is there and the
+oracle otherwise. The result of each task is the executor's final status *and* the
+simulator's own success predicate; camera frames received over DDS are written to an MP4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("ivl_embodied.demo")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--planner", default="auto", help="auto | oracle | default | a checkpoint directory")
+    parser.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
+    parser.add_argument("--tasks", type=int, nargs="+", default=[0, 1, 2], metavar="INDEX",
+                        help="task indices in the split (default: 0 1 2 = one of each type)")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="videos and summary go here")
+    parser.add_argument("--realtime-factor", type=float, default=2.0, help="simulated seconds per wall second")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per task")
+
+
+def choose_planner(name: str) -> str:
+    if name != "auto":
+        return name
+    from ivl_embodied.model.agent import DEFAULT_PLANNER_DIR
+
+    if (DEFAULT_PLANNER_DIR / "vision").is_dir():
+        return "default"
+    log.warning("the default planner is not shipped yet (issue 5): plans come from the simulator's "
+                "oracle; run with --planner DIR to use a checkpoint")
+    return "oracle"
+
+
+def _env() -> dict[str, str]:
+    from ivl_embodied.transport.factory import cyclone_config_uri
+
+    env = dict(os.environ)
+    env.setdefault("CYCLONEDDS_URI", cyclone_config_uri("loopback"))
+    env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    env.setdefault("IVL_TRANSPORT", "cyclonedds")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _oracle_plan(task):
+    from ivl_embodied.sim.oracle import oracle_plan
+    from ivl_embodied.sim.tasks import scene_for
+    from ivl_embodied.sim.world import SimWorld
+
+    world = SimWorld(scene_for(task))
+    try:
+        world.step(int(0.2 / float(world.model.opt.timestep)))  # settled exactly as sim_node settles it
+        return oracle_plan(world, task.goal)
+    finally:
+        world.close()
+
+
+class Driver:
+    """The operator's side: sends a task (or an oracle plan), follows status, keeps frames."""
+
+    def __init__(self):
+        from ivl_embodied.transport import make_node
+
+        self.node = make_node("demo_operator")
+        self.statuses: list = []
+        self.frames: list = []
+        self.goal: list[bool] = []
+        self.embeddings = 0
+        n = self.node
+        self.plan_pub = n.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "/ivl/plan")
+        self.task_pub = n.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "/ivl/task")
+        n.create_subscription("ivl_embodied_msgs/msg/TaskStatus", "/ivl/task_status", self.statuses.append)
+        n.create_subscription("sensor_msgs/msg/Image", "/camera/color/image_raw", self.frames.append, "sensor_data")
+        n.create_subscription("std_msgs/msg/Bool", "/ivl/sim/goal_reached", lambda m: self.goal.append(bool(m.data)))
+        n.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", "/ivl/visual_embeddings",
+                              self._on_embedding, "large_latest")
+
+    def _on_embedding(self, _msg) -> None:
+        self.embeddings += 1
+
+    def reset(self) -> None:
+        self.statuses.clear()
+        self.frames.clear()
+        self.goal.clear()
+        self.embeddings = 0
+
+
+def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float) -> dict:
+    from ivl_embodied.nodes.convert import header, msg_to_image, stamp_to_ns
+    from ivl_embodied.nodes.operator_cli import TERMINAL, state_name
+    from ivl_embodied.plan.msg_convert import plan_to_msg
+    from ivl_embodied.transport import msg_type
+
+    node = driver.node
+    if not node.spin_until(lambda: len(driver.frames) >= 2 and bool(driver.goal), timeout=60):
+        return {"ok": False, "status": "NO_ROBOT", "message": "no camera frames from sim_node within 60 s"}
+    t0 = time.monotonic()
+    if planner == "oracle":
+        stamp = stamp_to_ns(driver.frames[-1].header.stamp)
+        driver.plan_pub.publish(plan_to_msg(_oracle_plan(task), task_id, task.instruction, "(oracle)",
+                                            stamp=time.time_ns(), embedding_stamp=stamp))
+    else:
+        node.wait_for_subscribers("/ivl/task", timeout=120)
+        # Two embeddings after this scene appeared: the planner has seen this scene, not the last one.
+        if not node.spin_until(lambda: driver.embeddings >= 2, timeout=60):
+            return {"ok": False, "status": "NO_EMBEDDINGS", "message": "no visual embeddings within 60 s",
+                    "goal_reached": False, "wall_s": 60.0, "frames": []}
+        driver.task_pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
+            header=header(time.time_ns()), task_id=task_id, instruction=task.instruction))
+    final = None
+    seen = 0
+    while time.monotonic() - t0 < timeout and final is None:
+        node.spin_once(0.05)
+        for s in driver.statuses[seen:]:
+            if s.task_id == task_id:
+                log.info("  [%s] %s", state_name(s.state), s.message)
+                if state_name(s.state) in TERMINAL:
+                    final = s
+        seen = len(driver.statuses)
+    if final is not None and state_name(final.state) == "SUCCEEDED":
+        node.spin_until(lambda: bool(driver.goal) and driver.goal[-1], timeout=3)
+    return {
+        "ok": final is not None and state_name(final.state) == "SUCCEEDED" and bool(driver.goal and driver.goal[-1]),
+        "status": state_name(final.state) if final is not None else "TIMEOUT",
+        "message": final.message if final is not None else f"no final status within {timeout:.0f} s",
+        "goal_reached": bool(driver.goal and driver.goal[-1]),
+        "wall_s": round(time.monotonic() - t0, 2),
+        "frames": [msg_to_image(f) for f in driver.frames],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from ivl_embodied.launcher import NodeProcess, NodeSpec, load_graph, node_argv, stop_nodes
+    from ivl_embodied.sim.recording import write_video
+    from ivl_embodied.sim.tasks import load_split
+
+    planner = choose_planner(args.planner)
+    tasks = load_split(args.split)
+    bad = [i for i in args.tasks if not 0 <= i < len(tasks)]
+    if bad:
+        print(f"error: task indices {bad} outside 0..{len(tasks) - 1} of split {args.split!r}", file=sys.stderr)
+        return 2
+    env = _env()
+    os.environ.update({k: env[k] for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID", "IVL_TRANSPORT")})
+    graph = load_graph()
+    specs = {n.name: n for n in graph.nodes}
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def start(name: str, *params: str) -> NodeProcess:
+        spec: NodeSpec = specs[name]
+        return NodeProcess(spec, node_argv(spec, graph.params_file, list(params)), env)
+
+    resident = [start("executor_node")]
+    if planner != "oracle":
+        resident += [start("vision_node", f"checkpoint:={planner}"), start("planner_node", f"checkpoint:={planner}")]
+    driver = Driver()
+    results = []
+    try:
+        for i in args.tasks:
+            task = tasks[i]
+            print(f"\n=== task {i} ({task.goal.type}): {task.instruction!r}  [planner: {planner}]", flush=True)
+            driver.reset()
+            sim = start("sim_node", f"split:={args.split}", f"task_index:={i}",
+                        f"realtime_factor:={args.realtime_factor}")
+            try:
+                r = run_task(driver, task, f"demo{i}", planner, args.timeout)
+            finally:
+                stop_nodes([sim])
+            frames = r.pop("frames")
+            video = write_video(frames, args.out / f"task_{i:03d}.mp4", fps=5.0) if frames else None
+            r.update(index=i, instruction=task.instruction, type=task.goal.type,
+                     video=str(video) if video else None)
+            results.append(r)
+            print(f"=== {'SUCCESS' if r['ok'] else 'FAILURE'}: executor {r['status']}, simulator goal "
+                  f"{'reached' if r['goal_reached'] else 'not reached'} ({r['wall_s']} s) {r['message']}", flush=True)
+    finally:
+        driver.node.shutdown()
+        stop_nodes(resident)
+    summary = {"planner": planner, "split": args.split, "tasks": results,
+               "success_rate": round(sum(r["ok"] for r in results) / len(results), 3)}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"\n{sum(r['ok'] for r in results)}/{len(results)} tasks succeeded; videos and summary in {args.out}/")
+    return 0 if results and all(r["ok"] for r in results) else 1
