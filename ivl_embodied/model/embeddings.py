@@ -78,6 +78,21 @@ class VisualEmbeddings:
         if any(t <= 0 for t in self.tokens_per_tile):
             raise ValueError(f"tokens_per_tile must be positive, got {self.tokens_per_tile}")
 
+    @classmethod
+    def from_tiles(cls, embeddings: torch.Tensor, tokens_per_tile, tiles: Any, encoder_id: str = "") -> VisualEmbeddings:
+        """Embeddings of ``tiles`` (a :class:`~ivl_embodied.model.tiling.Tiles`) with its metadata."""
+        return cls(
+            embeddings=embeddings,
+            tokens_per_tile=tuple(tokens_per_tile),
+            source_width=tiles.source_width,
+            source_height=tiles.source_height,
+            grid_cols=tiles.grid_cols,
+            grid_rows=tiles.grid_rows,
+            has_thumbnail=tiles.has_thumbnail,
+            tile_size=tiles.tile_size,
+            encoder_id=encoder_id,
+        )
+
     @property
     def hidden_size(self) -> int:
         return int(self.embeddings.shape[1])

@@ -185,14 +185,4 @@ class VisionEncoder(nn.Module):
         device = next(self.parameters()).device
         emb, tokens = self.forward(tiles.pixel_values.to(device), policy)
         logger.debug("encoded %d tiles into %d tokens %s", tiles.num_tiles, emb.shape[0], tokens)
-        return VisualEmbeddings(
-            embeddings=emb,
-            tokens_per_tile=tuple(tokens),
-            source_width=tiles.source_width,
-            source_height=tiles.source_height,
-            grid_cols=tiles.grid_cols,
-            grid_rows=tiles.grid_rows,
-            has_thumbnail=tiles.has_thumbnail,
-            tile_size=tiles.tile_size,
-            encoder_id=self.config.encoder_id,
-        )
+        return VisualEmbeddings.from_tiles(emb, tokens, tiles, self.config.encoder_id)

@@ -31,14 +31,15 @@ class VisionBackend(abc.ABC):
     """Tiles of one image -> LLM-space visual tokens."""
 
     name: str = ""
+    meta: GraphMeta  # set by each backend from its graph / checkpoint
 
     @property
-    @abc.abstractmethod
-    def tile_size(self) -> int: ...
+    def tile_size(self) -> int:
+        return self.meta.tile_size
 
     @property
-    @abc.abstractmethod
-    def with_vir(self) -> bool: ...
+    def with_vir(self) -> bool:
+        return self.meta.with_vir
 
     @abc.abstractmethod
     def encode(self, tiles: Tiles, policy: ViRPolicy | None = None) -> VisualEmbeddings: ...
@@ -99,14 +100,4 @@ def assemble_embeddings(
     emb = torch.cat(blocks, dim=0)  # [sum(T_i), D]
     tokens = [int(b.shape[0]) for b in blocks]
     logger.debug("assembled %d tiles into %d tokens %s", n, emb.shape[0], tokens)
-    return VisualEmbeddings(
-        embeddings=emb,
-        tokens_per_tile=tuple(tokens),
-        source_width=tiles.source_width,
-        source_height=tiles.source_height,
-        grid_cols=tiles.grid_cols,
-        grid_rows=tiles.grid_rows,
-        has_thumbnail=tiles.has_thumbnail,
-        tile_size=tiles.tile_size,
-        encoder_id=meta.encoder_id,
-    )
+    return VisualEmbeddings.from_tiles(emb, tokens, tiles, meta.encoder_id)

@@ -68,14 +68,6 @@ class OrtVisionBackend(VisionBackend):
         logger.info("onnxruntime vision backend: %s (%s, ViR=%s)", self.path,
                     self.session.get_providers()[0], self.meta.with_vir)
 
-    @property
-    def tile_size(self) -> int:
-        return self.meta.tile_size
-
-    @property
-    def with_vir(self) -> bool:
-        return self.meta.with_vir
-
     def run_graph(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
         """[N, 3, T, T] -> the graph's named outputs as CPU torch tensors."""
         if self.session is None:

@@ -32,14 +32,6 @@ class TorchVisionBackend(VisionBackend):
         self.device = device
         logger.info("torch vision backend: %s on %s (%s)", path, device, dtype)
 
-    @property
-    def tile_size(self) -> int:
-        return self.meta.tile_size
-
-    @property
-    def with_vir(self) -> bool:
-        return self.meta.with_vir
-
     def encode(self, tiles: Tiles, policy: ViRPolicy | None = None) -> VisualEmbeddings:
         if self.encoder is None:
             raise RuntimeError("torch vision backend is closed")

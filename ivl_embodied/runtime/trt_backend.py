@@ -90,14 +90,6 @@ class TensorRTVisionBackend(VisionBackend):
         logger.info("tensorrt vision backend: %s on %s (up to %d tiles, %s)", self.path, self.device,
                     self.max_batch, self.build_info.get("precision", "?"))
 
-    @property
-    def tile_size(self) -> int:
-        return self.meta.tile_size
-
-    @property
-    def with_vir(self) -> bool:
-        return self.meta.with_vir
-
     def run_graph(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
         """[N, 3, T, T] -> the engine's named outputs as CUDA tensors."""
         if self.context is None:

@@ -27,6 +27,7 @@ from ivl_embodied.transport.interface import (
     TransportNode,
     qos_and_topic,
     type_name_of,
+    unmatched_error,
 )
 from ivl_embodied.transport.qos import QosProfile, to_cyclone
 
@@ -253,10 +254,10 @@ class CycloneNode(TransportNode):
         topic = naming.resolve_topic(topic)
         if publishers:
             ours = [s for s in self._subscriptions if s.topic == topic]
-            what, role = "publisher", "subscription"
+            role = "subscription"
         else:
             ours = [p for p in self._publishers.values() if p.topic == topic]
-            what, role = "subscriber", "publisher"
+            role = "publisher"
         if not ours:
             raise ValueError(f"node {self.name!r} has no {role} on {topic}")
         ep = ours[0]
@@ -267,18 +268,7 @@ class CycloneNode(TransportNode):
         if self.spin_until(lambda: matched() >= count, timeout):
             return matched()
         others = sorted({t for t in self.endpoint_types(topic, publishers=publishers) if t != ep.type_name})
-        if others:
-            raise TopicTypeMismatchError(
-                f"no {what} of {ep.type_name} on {topic} after {timeout:g} s, but {what}(s) of "
-                f"type {', '.join(others)} exist there: DDS does not match different type names"
-            )
-        raise TimeoutError(f"{matched()} of {count} {what}(s) of {ep.type_name} on {topic} after {timeout:g} s")
-
-    def wait_for_publishers(self, topic: str, timeout: float, count: int = 1) -> int:
-        return self._wait_matched(topic, timeout, count, publishers=True)
-
-    def wait_for_subscribers(self, topic: str, timeout: float, count: int = 1) -> int:
-        return self._wait_matched(topic, timeout, count, publishers=False)
+        raise unmatched_error(topic, ep.type_name, publishers, matched(), count, timeout, others)
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:

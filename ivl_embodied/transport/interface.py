@@ -205,17 +205,21 @@ class TransportNode(abc.ABC):
     @abc.abstractmethod
     def spin_once(self, timeout: float = 0.1) -> None: ...
 
-    @abc.abstractmethod
     def wait_for_publishers(self, topic: str, timeout: float, count: int = 1) -> int:
         """Block (spinning) until ``count`` publishers of our subscription's type match ``topic``.
 
         Raises :class:`TopicTypeMismatchError` naming both type names when publishers with
         another type name exist on the topic, :class:`TimeoutError` otherwise.
         """
+        return self._wait_matched(topic, timeout, count, publishers=True)
 
-    @abc.abstractmethod
     def wait_for_subscribers(self, topic: str, timeout: float, count: int = 1) -> int:
         """Like :meth:`wait_for_publishers`, for our publisher on ``topic``."""
+        return self._wait_matched(topic, timeout, count, publishers=False)
+
+    @abc.abstractmethod
+    def _wait_matched(self, topic: str, timeout: float, count: int, publishers: bool) -> int:
+        """Spin until ``count`` matched endpoints, or raise :func:`unmatched_error`'s error."""
 
     @abc.abstractmethod
     def shutdown(self) -> None:
@@ -226,6 +230,18 @@ class TransportNode(abc.ABC):
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
+
+
+def unmatched_error(topic: str, type_name: str, publishers: bool, found: int, count: int,
+                    timeout: float, other_types: list[str]) -> Exception:
+    """Why waiting for endpoints on ``topic`` failed: a type-name mismatch, or plain timeout."""
+    what = "publisher" if publishers else "subscriber"
+    if other_types:
+        return TopicTypeMismatchError(
+            f"no {what} of {type_name} on {topic} after {timeout:g} s, but {what}(s) of "
+            f"type {', '.join(other_types)} exist there: DDS does not match different type names"
+        )
+    return TimeoutError(f"{found} of {count} {what}(s) of {type_name} on {topic} after {timeout:g} s")
 
 
 def type_name_of(msg_type: str | type) -> str:

@@ -24,10 +24,10 @@ from ivl_embodied.transport.interface import (
     Publisher,
     Subscription,
     Timer,
-    TopicTypeMismatchError,
     TransportNode,
     qos_and_topic,
     type_name_of,
+    unmatched_error,
 )
 from ivl_embodied.transport.qos import QosProfile, to_rclpy
 
@@ -125,11 +125,9 @@ class RclpyNode(TransportNode):
         if publishers:
             ours = [s.type_name for s in self._subs if s.topic == topic]
             info = self._node.get_publishers_info_by_topic
-            what = "publisher"
         else:
             ours = [p.type_name for p in self._pubs.values() if p.topic == topic]
             info = self._node.get_subscriptions_info_by_topic
-            what = "subscriber"
         if not ours:
             raise ValueError(f"node {self.name!r} has no {'subscription' if publishers else 'publisher'} on {topic}")
         type_name = ours[0]
@@ -145,17 +143,7 @@ class RclpyNode(TransportNode):
         others = sorted({t for t in types if t != type_name})
         if others:
             self.logger.error("type mismatch on %s: we use %s, other endpoints use %s", topic, type_name, others)
-            raise TopicTypeMismatchError(
-                f"no {what} of {type_name} on {topic} after {timeout:g} s, but {what}(s) of "
-                f"type {', '.join(others)} exist there: DDS does not match different type names"
-            )
-        raise TimeoutError(f"{same} of {count} {what}(s) of {type_name} on {topic} after {timeout:g} s")
-
-    def wait_for_publishers(self, topic: str, timeout: float, count: int = 1) -> int:
-        return self._wait_matched(topic, timeout, count, publishers=True)
-
-    def wait_for_subscribers(self, topic: str, timeout: float, count: int = 1) -> int:
-        return self._wait_matched(topic, timeout, count, publishers=False)
+        raise unmatched_error(topic, type_name, publishers, same, count, timeout, others)
 
     def shutdown(self) -> None:
         if self._closed:
