@@ -41,7 +41,8 @@ class PlannerNode(NodeBase):
         dtype = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
         self.planner = load_language(resolve_checkpoint(p["checkpoint"], "language"), dtype=dtype, device=p["device"])
         self.settings = GenerationSettings(max_new_tokens=p["max_new_tokens"])
-        self.latest = None  # (VisualEmbedding msg, monotonic receipt time)
+        self.latest = None  # (VisualEmbeddings, header of their message, monotonic receipt time)
+        self.rejected = ""  # why the last dropped embeddings were dropped
         self.plan_pub = self.node.create_publisher("ivl_embodied_msgs/msg/ActionPlan", p["plan_topic"])
         self.status_pub = self.node.create_publisher(STATUS, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["embedding_topic"],
@@ -49,7 +50,19 @@ class PlannerNode(NodeBase):
         self.node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"], self.on_task)
 
     def on_embedding(self, msg) -> None:
-        self.latest = (msg, time.monotonic())
+        """Validate on receipt: a malformed or mismatched sample is dropped, the last good one kept."""
+        from ivl_embodied.model import VisualEmbeddings
+
+        try:
+            visual = VisualEmbeddings.from_payload(msg_to_payload(msg), device=self.planner.device)
+            if visual.hidden_size != self.planner.hidden_size:
+                raise ValueError(f"embeddings have hidden size {visual.hidden_size} but this planner's "
+                                 f"language model has {self.planner.hidden_size}")
+        except ValueError as e:
+            self.rejected = str(e)
+            self.logger.error("dropped visual embeddings on %s: %s", self.params["embedding_topic"], e)
+            return
+        self.latest = (visual, msg.header, time.monotonic())
 
     def status(self, task_id: str, state: str, message: str = "") -> None:
         S = msg_type(STATUS)
@@ -57,31 +70,25 @@ class PlannerNode(NodeBase):
                                   state=getattr(S, f"STATE_{state}"), message=message))
 
     def on_task(self, msg) -> None:
-        from ivl_embodied.model import VisualEmbeddings
-
         task_id, instruction = msg.task_id, msg.instruction
         if not instruction.strip():
             self.status(task_id, "REJECTED", "empty instruction")
             return
         if self.latest is None:
-            self.status(task_id, "REJECTED", f"no visual embeddings received on {self.params['embedding_topic']}")
+            why = f"; the last were dropped: {self.rejected}" if self.rejected else ""
+            self.status(task_id, "REJECTED",
+                        f"no valid visual embeddings received on {self.params['embedding_topic']}{why}")
             return
-        emb_msg, received = self.latest
+        visual, emb_header, received = self.latest
         age = time.monotonic() - received
         if self.params["max_input_age_s"] > 0 and age > self.params["max_input_age_s"]:
             self.status(task_id, "REJECTED", f"latest visual embeddings are {age:.1f} s old "
                                              f"(max_input_age_s={self.params['max_input_age_s']})")
             return
-        try:
-            visual = VisualEmbeddings.from_payload(msg_to_payload(emb_msg), device=self.planner.device)
-            self.status(task_id, "PLANNING", instruction)
-            t0 = time.perf_counter()
-            out = self.planner.generate(visual, instruction, self.settings)
-            total_ms = 1e3 * (time.perf_counter() - t0)
-        except ValueError as e:  # embeddings that do not fit this planner (hidden size, dtype, ...)
-            self.logger.error("task %s: %s", task_id, e)
-            self.status(task_id, "FAILED", str(e))
-            return
+        self.status(task_id, "PLANNING", instruction)
+        t0 = time.perf_counter()
+        out = self.planner.generate(visual, instruction, self.settings)
+        total_ms = 1e3 * (time.perf_counter() - t0)
         if out.plan is None:
             self.status(task_id, "FAILED", f"unparseable plan {out.text!r}: {out.error}")
             return
@@ -89,7 +96,7 @@ class PlannerNode(NodeBase):
             out.plan, task_id, instruction, out.text,
             prefill_ms=out.timings.get("prefill_ms", 0.0), decode_ms=out.timings.get("decode_ms", total_ms),
             generated_tokens=len(out.token_ids), stamp=time.time_ns(),
-            frame_id=emb_msg.header.frame_id, embedding_stamp=stamp_to_ns(emb_msg.header.stamp),
+            frame_id=emb_header.frame_id, embedding_stamp=stamp_to_ns(emb_header.stamp),
         ))
         self.status(task_id, "PLANNED", out.text)
         self.logger.info("task %s planned in %.0f ms: %s", task_id, total_ms, out.text)
