@@ -19,8 +19,8 @@ STAGES: dict[str, tuple[str | None, str]] = {
     "sft": ("ivl_embodied.rl.sft", "supervised fine-tuning of the whole model (ViT + projector + LLM)"),
     "mpo": (None, "offline RL with MPO (DPO-sigmoid + BCO-pair + SFT)"),
     "gspo": (None, "online RL with GSPO (sequence-level ratios, simulator rewards)"),
-    "vico": (None, "ViCO consistency training of the compressed (64-token) path"),
-    "router": (None, "train the Visual Resolution Router from ViCO loss-ratio labels"),
+    "vico": ("ivl_embodied.rl.vico", "ViCO consistency training of the compressed (64-token) path"),
+    "router": ("ivl_embodied.rl.router", "train the Visual Resolution Router from ViCO loss-ratio labels"),
     "cascade": (None, "data -> sft -> mpo -> gspo -> vico -> router: produces the default planner"),
 }
 
