@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 STAGES: dict[str, tuple[str | None, str]] = {
     "data": ("ivl_embodied.rl.data", "render images + instructions + oracle plans from the simulator (cached)"),
     "sft": ("ivl_embodied.rl.sft", "supervised fine-tuning of the whole model (ViT + projector + LLM)"),
-    "mpo": (None, "offline RL with MPO (DPO-sigmoid + BCO-pair + SFT)"),
+    "mpo": ("ivl_embodied.rl.mpo", "offline RL with MPO (DPO-sigmoid + BCO-pair + SFT)"),
     "gspo": ("ivl_embodied.rl.gspo", "online RL with GSPO (sequence-level ratios, simulator rewards)"),
     "vico": ("ivl_embodied.rl.vico", "ViCO consistency training of the compressed (64-token) path"),
     "router": ("ivl_embodied.rl.router", "train the Visual Resolution Router from ViCO loss-ratio labels"),
