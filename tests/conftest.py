@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# MuJoCo picks its GL backend when it is first imported; tests may import it before
+# ivl_embodied.sim gets to choose, so choose here (headless EGL, as scripts/test.sh does).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
 REPO = Path(__file__).resolve().parent.parent
 
 # One random DDS domain per test run, so parallel runs on the same host never cross.

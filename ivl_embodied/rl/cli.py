@@ -21,7 +21,7 @@ STAGES: dict[str, tuple[str | None, str]] = {
     "gspo": ("ivl_embodied.rl.gspo", "online RL with GSPO (sequence-level ratios, simulator rewards)"),
     "vico": ("ivl_embodied.rl.vico", "ViCO consistency training of the compressed (64-token) path"),
     "router": ("ivl_embodied.rl.router", "train the Visual Resolution Router from ViCO loss-ratio labels"),
-    "cascade": (None, "data -> sft -> mpo -> gspo -> vico -> router: produces the default planner"),
+    "cascade": ("ivl_embodied.rl.cascade", "data -> sft -> mpo -> gspo -> vico -> router: produces the default planner"),
 }
 
 
