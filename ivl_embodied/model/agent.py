@@ -50,6 +50,7 @@ class ModelPlanner:
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     last: PlanOutput | None = None
     visual_tokens: list[int] = field(default_factory=list)
+    tile_tokens: list[tuple[int, ...]] = field(default_factory=list)  # per image: tokens of each tile
 
     def __post_init__(self) -> None:
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
@@ -66,6 +67,7 @@ class ModelPlanner:
     def plan(self, rgb: np.ndarray, instruction: str) -> str:
         emb = self.encoder.encode(tile_image(rgb, self.tiling), self.policy)
         self.visual_tokens.append(emb.num_tokens)
+        self.tile_tokens.append(emb.tokens_per_tile)
         self.last = self.planner.generate(emb, instruction, self.settings)
         return self.last.text
 

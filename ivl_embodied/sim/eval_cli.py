@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="DIR", help="write an MP4 and a JSON trace per episode here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--details", action="store_true", help="include every episode in the JSON")
+    parser.add_argument("--vir", choices=("full", "auto", "compressed"), default="full",
+                        help="learned planners: Visual Resolution Router mode (all 256 / routed / all 64)")
+    parser.add_argument("--device", default="cpu", help="learned planners: cpu | cuda")
 
 
 def summarize(results, wall_s: float, planner: str, source: str) -> dict:
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         tasks = tasks[: args.episodes]
     try:
-        planner = make_planner(args.planner)
+        options = {} if args.planner == "oracle" else {"vir": args.vir, "device": args.device}
+        planner = make_planner(args.planner, **options)
     except PlannerNotAvailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -82,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
         log.info("episode %d/%d seed %d %s: %s %s", i + 1, len(tasks), task.seed, task.goal.type,
                  "success" if r.success else "FAIL", r.reason)
     summary = summarize(results, time.perf_counter() - t0, args.planner, args.tasks or f"split:{args.split}")
+    tiles = getattr(planner, "tile_tokens", None)
+    if tiles:  # learned planner: how many visual tokens the language model saw
+        flat = [t for per_image in tiles for t in per_image]
+        summary["vir"] = args.vir
+        summary["visual_tokens_per_image"] = round(sum(flat) / len(tiles), 2)
+        full = planner.encoder.config.tokens_full
+        summary["compressed_tile_share"] = round(sum(t < full for t in flat) / len(flat), 4)
     if args.details:
         summary["episodes_detail"] = [r.to_dict() for r in results]
     if args.json:

@@ -22,7 +22,8 @@ class PlannerNotAvailable(RuntimeError):
     pass
 
 
-def make_planner(name: str) -> Planner:
+def make_planner(name: str, **options) -> Planner:
+    """``oracle``, or a learned planner; ``options`` (e.g. ``vir``, ``device``) go to the latter."""
     if name == "oracle":
         from ivl_embodied.sim.oracle import OraclePlanner
 
@@ -36,4 +37,4 @@ def make_planner(name: str) -> Planner:
         raise PlannerNotAvailable(
             f"planner {name!r} is not available: ivl_embodied.model has no make_planner() yet; "
             "use --planner oracle")
-    return factory(name)
+    return factory(name, **options)

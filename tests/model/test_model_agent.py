@@ -50,3 +50,17 @@ def test_sim_eval_with_a_checkpoint_directory(tiny_ckpt, tmp_path, capsys):
     assert rc in (0, 1) and out["episodes"] == 1 and out["planner"] == str(ck)
     if out["success_rate"] == 0.0:
         assert out["failures"][0]["stage"] in ("parse", "safety", "grounding", "skill", "goal")
+
+
+def test_sim_eval_reports_visual_tokens_per_vir_mode(tiny_flash_ckpt, tmp_path, capsys):
+    pytest.importorskip("mujoco")
+    from ivl_embodied.cli import main
+
+    shares = {}
+    for vir in ("full", "compressed"):
+        main(["sim-eval", "--planner", str(tiny_flash_ckpt), "--split", "val", "--episodes", "1",
+              "--vir", vir, "--json"])
+        out = json.loads(capsys.readouterr().out)
+        shares[vir] = (out["compressed_tile_share"], out["visual_tokens_per_image"])
+    assert shares["full"] == (0.0, 4.0)  # one 56-px tile: 4 tokens at full resolution
+    assert shares["compressed"] == (1.0, 1.0)  # 75% fewer visual tokens
