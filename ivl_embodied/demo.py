@@ -125,17 +125,29 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float) -
         if not node.spin_until(lambda: driver.embeddings >= 2, timeout=60):
             return {"ok": False, "status": "NO_EMBEDDINGS", "message": "no visual embeddings within 60 s",
                     "goal_reached": False, "wall_s": 60.0, "frames": []}
+    def send() -> None:
         driver.task_pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
             header=header(time.time_ns()), task_id=task_id, instruction=task.instruction))
+
+    if planner != "oracle":
+        send()
     final = None
     seen = 0
+    retries = 0
     while time.monotonic() - t0 < timeout and final is None:
         node.spin_once(0.05)
         for s in driver.statuses[seen:]:
-            if s.task_id == task_id:
-                log.info("  [%s] %s", state_name(s.state), s.message)
-                if state_name(s.state) in TERMINAL:
-                    final = s
+            if s.task_id != task_id:
+                continue
+            log.info("  [%s] %s", state_name(s.state), s.message)
+            # The planner's reader can match the vision writer a moment after ours did (no history
+            # on volatile topics): ask again, a bounded number of times, as an operator would.
+            if state_name(s.state) == "REJECTED" and "no valid visual embeddings" in s.message and retries < 5:
+                retries += 1
+                node.spin_until(lambda: False, timeout=1.0)
+                send()
+            elif state_name(s.state) in TERMINAL:
+                final = s
         seen = len(driver.statuses)
     if final is not None and state_name(final.state) == "SUCCEEDED":
         node.spin_until(lambda: bool(driver.goal) and driver.goal[-1], timeout=3)
