@@ -154,3 +154,45 @@ class TrainConfig:
 
 def to_dict(config) -> dict:
     return asdict(config)
+
+
+def add_run_arguments(parser, train: TrainConfig, optim: OptimConfig, init_help: str | None = None,
+                      data_help: str = "dataset directory from `train data`") -> None:
+    """The arguments every training stage shares, with this stage's defaults: where the run reads
+    and writes (``--init`` when ``init_help`` is given, ``--data``, ``--out``, resume/stop), the loop
+    (:class:`TrainConfig`) and the optimiser (:class:`OptimConfig`). See :func:`configs_from_args`."""
+    if init_help is not None:
+        parser.add_argument("--init", required=True, help=init_help)
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--out", required=True, help="run directory: checkpoints, metrics, plots, final planner")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this step")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = parser.add_argument_group("loop")
+    g.add_argument("--steps", type=int, default=train.steps)
+    g.add_argument("--batch-size", type=int, default=train.batch_size, help="per process and micro-step")
+    g.add_argument("--grad-accum", type=int, default=train.grad_accum)
+    g.add_argument("--eval-interval", type=int, default=train.eval_interval)
+    g.add_argument("--checkpoint-interval", type=int, default=train.checkpoint_interval)
+    g.add_argument("--log-interval", type=int, default=train.log_interval)
+    g.add_argument("--eval-examples", type=int, default=train.eval_examples, help="held-back examples decoded per eval")
+    g.add_argument("--holdout", type=int, default=train.holdout, help="last examples of the data, never trained on")
+    g.add_argument("--seed", type=int, default=train.seed)
+    g.add_argument("--device", default=train.device, choices=("auto", "cpu", "cuda"))
+    g.add_argument("--dtype", default=train.dtype, choices=("fp32", "bf16"))
+    g = parser.add_argument_group("optimizer")
+    g.add_argument("--lr", type=float, default=optim.lr)
+    g.add_argument("--warmup-steps", type=int, default=optim.warmup_steps)
+    g.add_argument("--weight-decay", type=float, default=optim.weight_decay)
+    g.add_argument("--grad-clip", type=float, default=optim.grad_clip, help="0 disables clipping")
+
+
+def configs_from_args(args) -> tuple[TrainConfig, OptimConfig]:
+    """The :class:`TrainConfig` and :class:`OptimConfig` of :func:`add_run_arguments`' arguments."""
+    train = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                        eval_interval=args.eval_interval, checkpoint_interval=args.checkpoint_interval,
+                        log_interval=args.log_interval, eval_examples=args.eval_examples, holdout=args.holdout,
+                        seed=args.seed, device=args.device, dtype=args.dtype)
+    optim = OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+                        grad_clip=args.grad_clip)
+    return train, optim

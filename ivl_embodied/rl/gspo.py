@@ -39,7 +39,7 @@ import torch
 
 from ..model.planner import IM_END, GenerationSettings, LanguagePlanner
 from .advantages import group_advantages
-from .config import OptimConfig, TrainConfig, to_dict
+from .config import OptimConfig, TrainConfig, add_run_arguments, configs_from_args, to_dict
 from .losses import gspo_loss, pad_token_logps
 from .rewards import RewardBreakdown, RewardWeights, plan_reward
 from .sft import SFTModel, make_eval_fn, save_planner
@@ -292,12 +292,12 @@ def train_gspo(init: str | Path, data_dir: str | Path, out: str | Path, gspo_cfg
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     c, w = GSPOConfig(), RewardWeights()
-    parser.add_argument("--init", required=True, help="starting planner: an SFT or MPO output directory")
-    parser.add_argument("--data", required=True, help="dataset directory from `train data` (prompts + oracle plans)")
-    parser.add_argument("--out", required=True, help="run directory: checkpoints, metrics, plots, final planner")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this step")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_arguments(parser, TrainConfig(steps=200, batch_size=4, eval_interval=50, checkpoint_interval=50,
+                                          log_interval=1, eval_examples=16, holdout=64, dtype="fp32"),
+                      # weight decay 0: a step whose advantages are all zero changes nothing
+                      OptimConfig(lr=1e-5, warmup_steps=10, weight_decay=0.0, grad_clip=1.0),
+                      init_help="starting planner: an SFT or MPO output directory",
+                      data_help="dataset directory from `train data` (prompts + oracle plans)")
     g = parser.add_argument_group("rollout")
     g.add_argument("--group-size", type=int, default=c.group_size, help="plans sampled per prompt (G)")
     g.add_argument("--temperature", type=float, default=c.temperature)
@@ -310,34 +310,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--w-parse", type=float, default=w.parse)
     g.add_argument("--w-grounding", type=float, default=w.grounding)
     g.add_argument("--w-success", type=float, default=w.success)
-    g = parser.add_argument_group("loop")
-    g.add_argument("--steps", type=int, default=200)
-    g.add_argument("--batch-size", type=int, default=4, help="prompts per process and micro-step")
-    g.add_argument("--grad-accum", type=int, default=1)
-    g.add_argument("--eval-interval", type=int, default=50)
-    g.add_argument("--checkpoint-interval", type=int, default=50)
-    g.add_argument("--log-interval", type=int, default=1)
-    g.add_argument("--eval-examples", type=int, default=16)
-    g.add_argument("--holdout", type=int, default=64)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    g.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
-    g = parser.add_argument_group("optimizer")
-    g.add_argument("--lr", type=float, default=1e-5)
-    g.add_argument("--warmup-steps", type=int, default=10)
-    g.add_argument("--weight-decay", type=float, default=0.0, help="0: an all-zero-advantage step changes nothing")
-    g.add_argument("--grad-clip", type=float, default=1.0)
 
 
 def run(args: argparse.Namespace) -> int:
     gspo_cfg = GSPOConfig(group_size=args.group_size, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                           epsilon_low=args.epsilon_low, epsilon_high=args.epsilon_high, epochs=args.epochs)
-    train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                            eval_interval=args.eval_interval, checkpoint_interval=args.checkpoint_interval,
-                            log_interval=args.log_interval, eval_examples=args.eval_examples, holdout=args.holdout,
-                            seed=args.seed, device=args.device, dtype=args.dtype)
-    optim_cfg = OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-                            grad_clip=args.grad_clip)
+    train_cfg, optim_cfg = configs_from_args(args)
     weights = RewardWeights(parse=args.w_parse, grounding=args.w_grounding, success=args.w_success,
                             execute=not args.no_execute)
     last = train_gspo(args.init, args.data, args.out, gspo_cfg, train_cfg, optim_cfg, weights, resume=args.resume,

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import OptimConfig, TrainConfig, to_dict
+from .config import OptimConfig, TrainConfig, add_run_arguments, configs_from_args, to_dict
 from .data import PlanDataset
 from .losses import MPOWeights, masked_sum, mpo_loss, pad_token_logps
 from .sft import SFTModel, make_eval_fn, save_planner
@@ -445,14 +445,12 @@ def train_mpo(data_dir: str | Path, init: str | Path, out: str | Path, pair_cfg:
 
 # -- CLI -----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    t, p = TrainConfig(), PairConfig()
-    parser.add_argument("--data", required=True, help="train-split dataset directory from `train data`")
-    parser.add_argument("--init", required=True, help="starting planner: an SFT output directory")
-    parser.add_argument("--out", required=True, help="run directory: pairs, checkpoints, metrics, final planner")
+    p = PairConfig()
+    add_run_arguments(parser, TrainConfig(steps=500, batch_size=8, eval_interval=100, checkpoint_interval=100,
+                                          eval_examples=8), OptimConfig(lr=1e-4, warmup_steps=20),
+                      init_help="starting planner: an SFT output directory",
+                      data_help="train-split dataset directory from `train data`")
     parser.add_argument("--pairs", default=None, help="preference-pair cache (default OUT/pairs.jsonl)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this step")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = parser.add_argument_group("preference pairs")
     g.add_argument("--samples", type=int, default=p.samples, help="sampled plans per prompt")
     g.add_argument("--temperature", type=float, default=p.temperature)
@@ -462,22 +460,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--negatives", default=",".join(p.negatives), help=f"comma list of {','.join(NEGATIVES)}")
     g = parser.add_argument_group("loss")
     g.add_argument("--beta", type=float, default=MPOConfig.beta)
-    g = parser.add_argument_group("loop")
-    g.add_argument("--steps", type=int, default=500)
-    g.add_argument("--batch-size", type=int, default=8, help="pairs per process and micro-step")
-    g.add_argument("--grad-accum", type=int, default=t.grad_accum)
-    g.add_argument("--eval-interval", type=int, default=100)
-    g.add_argument("--checkpoint-interval", type=int, default=100)
-    g.add_argument("--log-interval", type=int, default=t.log_interval)
-    g.add_argument("--eval-examples", type=int, default=8)
-    g.add_argument("--holdout", type=int, default=t.holdout, help="examples at the data's end (SFT's holdout)")
-    g.add_argument("--seed", type=int, default=t.seed)
-    g.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
-    g.add_argument("--dtype", default=t.dtype, choices=("fp32", "bf16"))
-    g = parser.add_argument_group("optimizer")
-    g.add_argument("--lr", type=float, default=1e-4)
-    g.add_argument("--warmup-steps", type=int, default=20)
-    g.add_argument("--grad-clip", type=float, default=OptimConfig.grad_clip)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -486,11 +468,7 @@ def run(args: argparse.Namespace) -> int:
     pair_cfg = PairConfig(samples=args.samples, temperature=args.temperature, top_k=args.top_k,
                           max_new_tokens=args.max_new_tokens, prompts=args.prompts, seed=args.seed,
                           negatives=tuple(n for n in args.negatives.split(",") if n))
-    train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                            eval_interval=args.eval_interval, checkpoint_interval=args.checkpoint_interval,
-                            log_interval=args.log_interval, eval_examples=args.eval_examples, holdout=args.holdout,
-                            seed=args.seed, device=args.device, dtype=args.dtype)
-    optim_cfg = OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip)
+    train_cfg, optim_cfg = configs_from_args(args)
     last = train_mpo(args.data, args.init, args.out, pair_cfg, MPOConfig(beta=args.beta), train_cfg, optim_cfg,
                      pairs_path=args.pairs, resume=args.resume, stop_after=args.stop_after,
                      progress=not args.no_progress)

@@ -36,15 +36,13 @@ from torch import nn
 from ..model.planner import LanguagePlanner
 from ..model.vir import ViRPolicy, VisualResolutionRouter, route_tiles
 from ..model.vision import VisionEncoder
-from .config import OptimConfig, TrainConfig, to_dict
+from .config import OptimConfig, TrainConfig, add_run_arguments, configs_from_args, to_dict
 from .data import PlanDataset
 from .losses import DEFAULT_ROUTER_TAU, router_labels, router_loss
 from .vico import (
     answer_nll,
     check_data,
-    configs_from_args,
     load_vir_planner,
-    loop_arguments,
     tile_visuals,
 )
 
@@ -218,7 +216,8 @@ def train_router(init: str | Path, data_dir: str | Path, out: str | Path, train_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    loop_arguments(parser, steps=500, lr=1e-3, holdout=TrainConfig().holdout)
+    add_run_arguments(parser, TrainConfig(steps=500, eval_examples=0), OptimConfig(lr=1e-3),
+                      init_help="planner directory (vision/ + language/) to start from")
     g = parser.add_argument_group("router")
     g.add_argument("--tau", type=float, default=DEFAULT_ROUTER_TAU, help="compress when L64 / L256 < tau")
     g.add_argument("--class-balanced", action="store_true", help="mean of per-class losses")

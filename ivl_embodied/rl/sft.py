@@ -24,7 +24,14 @@ from torch.nn import functional as F
 from ..model.checkpoints import save_language, save_vision
 from ..model.planner import GenerationSettings, LanguagePlanner, PlannerConfig
 from ..model.vision import VisionEncoder, VisionEncoderConfig
-from .config import ModelConfig, OptimConfig, TrainConfig, to_dict
+from .config import (
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    add_run_arguments,
+    configs_from_args,
+    to_dict,
+)
 from .data import PlanDataset
 from .tokenizer import train_planner_tokenizer
 
@@ -209,27 +216,7 @@ def train_sft(data_dir: str | Path, out: str | Path, model_cfg: ModelConfig | No
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     m, t, o = ModelConfig(), TrainConfig(), OptimConfig()
-    parser.add_argument("--data", required=True, help="dataset directory from `train data`")
-    parser.add_argument("--out", required=True, help="run directory: checkpoints, metrics, plots, final planner")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this step")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = parser.add_argument_group("loop")
-    g.add_argument("--steps", type=int, default=t.steps)
-    g.add_argument("--batch-size", type=int, default=t.batch_size, help="per process and micro-step")
-    g.add_argument("--grad-accum", type=int, default=t.grad_accum)
-    g.add_argument("--eval-interval", type=int, default=t.eval_interval)
-    g.add_argument("--checkpoint-interval", type=int, default=t.checkpoint_interval)
-    g.add_argument("--log-interval", type=int, default=t.log_interval)
-    g.add_argument("--eval-examples", type=int, default=t.eval_examples)
-    g.add_argument("--holdout", type=int, default=t.holdout)
-    g.add_argument("--seed", type=int, default=t.seed)
-    g.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
-    g.add_argument("--dtype", default=t.dtype, choices=("fp32", "bf16"))
-    g = parser.add_argument_group("optimizer")
-    g.add_argument("--lr", type=float, default=o.lr)
-    g.add_argument("--warmup-steps", type=int, default=o.warmup_steps)
-    g.add_argument("--grad-clip", type=float, default=o.grad_clip)
+    add_run_arguments(parser, t, o)
     g = parser.add_argument_group("model (tile size and max tiles come from the data)")
     for name in ("vision_hidden", "vision_layers", "text_hidden", "text_layers", "vocab_size"):
         g.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(m, name))
@@ -243,11 +230,7 @@ def run(args: argparse.Namespace) -> int:
     model_cfg = ModelConfig(tile_size=dcfg["tile_size"], max_tiles=dcfg["max_tiles"], vision_hidden=args.vision_hidden,
                             vision_layers=args.vision_layers, text_hidden=args.text_hidden,
                             text_layers=args.text_layers, vocab_size=args.vocab_size)
-    train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                            eval_interval=args.eval_interval, checkpoint_interval=args.checkpoint_interval,
-                            log_interval=args.log_interval, eval_examples=args.eval_examples, holdout=args.holdout,
-                            seed=args.seed, device=args.device, dtype=args.dtype)
-    optim_cfg = OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip)
+    train_cfg, optim_cfg = configs_from_args(args)
     last = train_sft(args.data, args.out, model_cfg, train_cfg, optim_cfg, resume=args.resume,
                      stop_after=args.stop_after, progress=not args.no_progress)
     print(json.dumps(last))

@@ -37,7 +37,7 @@ from torch import nn
 from ..model.checkpoints import load_language, load_vision
 from ..model.planner import LanguagePlanner
 from ..model.vision import VisionEncoder
-from .config import OptimConfig, TrainConfig, to_dict
+from .config import OptimConfig, TrainConfig, add_run_arguments, configs_from_args, to_dict
 from .data import PlanDataset
 from .losses import answer_logits, vico_consistency_loss
 
@@ -93,40 +93,6 @@ def answer_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, L-1]
     nll = torch.where(mask, -tok, torch.zeros_like(tok))  # [B, L-1]
     return nll.sum(-1) / mask.sum(-1).clamp(min=1)  # [B]
-
-
-def loop_arguments(parser: argparse.ArgumentParser, steps: int, lr: float, holdout: int) -> None:
-    """The arguments every ViR stage shares: init/data/out, the loop and the optimiser."""
-    t, o = TrainConfig(), OptimConfig()
-    parser.add_argument("--init", required=True, help="planner directory (vision/ + language/) to start from")
-    parser.add_argument("--data", required=True, help="dataset directory from `train data`")
-    parser.add_argument("--out", required=True, help="run directory: checkpoints, metrics, plots, final planner")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT's latest checkpoint")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this step")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = parser.add_argument_group("loop")
-    g.add_argument("--steps", type=int, default=steps)
-    g.add_argument("--batch-size", type=int, default=t.batch_size, help="per process and micro-step")
-    g.add_argument("--grad-accum", type=int, default=t.grad_accum)
-    g.add_argument("--eval-interval", type=int, default=t.eval_interval)
-    g.add_argument("--checkpoint-interval", type=int, default=t.checkpoint_interval)
-    g.add_argument("--log-interval", type=int, default=t.log_interval)
-    g.add_argument("--holdout", type=int, default=holdout, help="last examples of the data, never trained on")
-    g.add_argument("--seed", type=int, default=t.seed)
-    g.add_argument("--device", default=t.device, choices=("auto", "cpu", "cuda"))
-    g.add_argument("--dtype", default=t.dtype, choices=("fp32", "bf16"))
-    g = parser.add_argument_group("optimizer")
-    g.add_argument("--lr", type=float, default=lr)
-    g.add_argument("--warmup-steps", type=int, default=o.warmup_steps)
-    g.add_argument("--grad-clip", type=float, default=o.grad_clip)
-
-
-def configs_from_args(args: argparse.Namespace) -> tuple[TrainConfig, OptimConfig]:
-    train = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-                        eval_interval=args.eval_interval, checkpoint_interval=args.checkpoint_interval,
-                        log_interval=args.log_interval, eval_examples=0, holdout=args.holdout, seed=args.seed,
-                        device=args.device, dtype=args.dtype)
-    return train, OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps, grad_clip=args.grad_clip)
 
 
 def check_data(data: PlanDataset, encoder: VisionEncoder, holdout: int) -> None:
@@ -269,7 +235,8 @@ def train_vico(init: str | Path, data_dir: str | Path, out: str | Path, train_cf
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    loop_arguments(parser, steps=2000, lr=1e-3, holdout=TrainConfig().holdout)
+    add_run_arguments(parser, TrainConfig(steps=2000, eval_examples=0), OptimConfig(lr=1e-3),
+                      init_help="planner directory (vision/ + language/) to start from")
     g = parser.add_argument_group("ViCO")
     g.add_argument("--compress-prob", type=float, default=0.5, help="chance that a tile takes the 64-token path")
     g.add_argument("--nll-weight", type=float, default=0.0, help="weight of the answer NLL with all tiles at 64")
