@@ -78,26 +78,33 @@ def _launch(tmp_path, graph, *extra):
     )
 
 
-def _wait_for(proc, needle, timeout=20.0):
+def _wait_for(proc, *needles, timeout=30.0):
+    """Read the launcher's output until every needle was seen (in any order), or fail after ``timeout``."""
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     seen = []
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in "".join(seen):
-            return "".join(seen)
-    raise AssertionError(f"{needle!r} not seen in {seen!r}")
+    deadline = time.monotonic() + timeout
+    while not all(n in "".join(seen) for n in needles):
+        try:
+            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            raise AssertionError(f"{needles!r} not all seen within {timeout} s in {seen!r}") from None
+    return lines, seen
 
 
 def test_sigint_reaches_every_node(tmp_path):
     g = _fake_graph(tmp_path, SLEEPER, SLEEPER)
     proc = _launch(tmp_path, g)
-    _wait_for(proc, "[a] up")
-    _wait_for(proc, "[b] up")
+    lines, seen = _wait_for(proc, "[a] up", "[b] up")
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=20)
+    proc.wait(timeout=20)
+    time.sleep(0.2)  # let the reader thread drain the pipe
+    while not lines.empty():
+        seen.append(lines.get())
+    out = "".join(seen)
     assert proc.returncode == 0
     assert "[a] stopping cleanly" in out and "[b] stopping cleanly" in out
 
