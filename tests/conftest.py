@@ -37,3 +37,19 @@ def loopback_dds(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A tiny InternVL3.5 saved with transformers' own save_pretrained (56-px tiles, no ViR)."""
+    from ivl_embodied.model.tiny import save_tiny_internvl
+
+    return save_tiny_internvl(tmp_path_factory.mktemp("tiny") / "internvl", seed=0, tile_size=56)
+
+
+@pytest.fixture(scope="session")
+def tiny_flash_ckpt(tmp_path_factory):
+    """The same with Flash extras (mlp2 + router) under model.mlp2.* / model.vision_router.*."""
+    from ivl_embodied.model.tiny import save_tiny_internvl
+
+    return save_tiny_internvl(tmp_path_factory.mktemp("flash") / "internvl", seed=1, tile_size=56, with_vir=True)

@@ -1,4 +1,4 @@
-"""Tiny checkpoints and their ONNX exports, made once per session (56-px tiles)."""
+"""ONNX exports of the shared tiny checkpoints (tests/conftest.py), made once per session."""
 
 from __future__ import annotations
 
@@ -9,28 +9,14 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def plain_ckpt(tmp_path_factory):
-    from ivl_embodied.model.tiny import save_tiny_internvl
-
-    return save_tiny_internvl(tmp_path_factory.mktemp("rt_plain") / "internvl", seed=0, tile_size=56)
-
-
-@pytest.fixture(scope="session")
-def flash_ckpt(tmp_path_factory):
-    from ivl_embodied.model.tiny import save_tiny_internvl
-
-    return save_tiny_internvl(tmp_path_factory.mktemp("rt_flash") / "internvl", seed=1, tile_size=56, with_vir=True)
-
-
-@pytest.fixture(scope="session")
-def plain_onnx(plain_ckpt, tmp_path_factory):
+def plain_onnx(tiny_ckpt, tmp_path_factory):
     from ivl_embodied.export.onnx_export import export_onnx
 
-    return export_onnx(plain_ckpt, tmp_path_factory.mktemp("rt_onnx") / "plain.onnx")
+    return export_onnx(tiny_ckpt, tmp_path_factory.mktemp("rt_onnx") / "plain.onnx")
 
 
 @pytest.fixture(scope="session")
-def flash_onnx(flash_ckpt, tmp_path_factory):
+def flash_onnx(tiny_flash_ckpt, tmp_path_factory):
     from ivl_embodied.export.onnx_export import export_onnx
 
-    return export_onnx(flash_ckpt, tmp_path_factory.mktemp("rt_onnx") / "flash.onnx")
+    return export_onnx(tiny_flash_ckpt, tmp_path_factory.mktemp("rt_onnx") / "flash.onnx")

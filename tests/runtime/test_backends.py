@@ -24,8 +24,8 @@ def _tiles(w=168, h=112, seed=0, max_tiles=6):
 
 
 @pytest.fixture(scope="module")
-def flash_pair(flash_ckpt, flash_onnx):
-    return make_vision_backend("torch", flash_ckpt), make_vision_backend("onnxruntime", flash_onnx)
+def flash_pair(tiny_flash_ckpt, flash_onnx):
+    return make_vision_backend("torch", tiny_flash_ckpt), make_vision_backend("onnxruntime", flash_onnx)
 
 
 @pytest.mark.parametrize(
@@ -62,8 +62,8 @@ def test_onnxruntime_dynamic_batch_through_encode(flash_pair, n_frames):
     torch.testing.assert_close(got.embeddings, ref.embeddings, rtol=0, atol=ATOL_FP32)
 
 
-def test_plain_checkpoint_refuses_vir_modes_on_every_backend(plain_ckpt, plain_onnx):
-    backends = [make_vision_backend("torch", plain_ckpt), make_vision_backend("onnxruntime", plain_onnx)]
+def test_plain_checkpoint_refuses_vir_modes_on_every_backend(tiny_ckpt, plain_onnx):
+    backends = [make_vision_backend("torch", tiny_ckpt), make_vision_backend("onnxruntime", plain_onnx)]
     tiles = _tiles()
     for b in backends:
         assert b.with_vir is False and b.tile_size == 56
@@ -99,13 +99,13 @@ def test_assemble_keeps_tile_order_and_routes_by_rule():
         assemble_embeddings(tiles, None, meta, full[:, :3], p, comp)
 
 
-def test_factory_errors(tmp_path, flash_ckpt, flash_onnx):
+def test_factory_errors(tmp_path, tiny_flash_ckpt, flash_onnx):
     with pytest.raises(ValueError, match="'openvino'"):
         make_vision_backend("openvino", flash_onnx)
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         make_vision_backend("onnxruntime", tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match="takes a .onnx file"):
-        make_vision_backend("onnxruntime", flash_ckpt)
+        make_vision_backend("onnxruntime", tiny_flash_ckpt)
     with pytest.raises(ValueError, match="takes a checkpoint directory"):
         make_vision_backend("torch", flash_onnx)
     with pytest.raises(ValueError, match="'gpu'"):

@@ -24,6 +24,9 @@ from ivl_embodied.runtime.meta import (
 ATOL_FP32 = 1e-4  # onnxruntime CPU vs torch CPU, fp32; observed ~1e-7
 
 
+CKPT = {"plain": "tiny_ckpt", "flash": "tiny_flash_ckpt"}  # fixtures in tests/conftest.py
+
+
 @pytest.mark.parametrize("kind", ["plain", "flash"])
 def test_export_is_valid_onnx_with_metadata(kind, request):
     path = request.getfixturevalue(f"{kind}_onnx")
@@ -40,7 +43,7 @@ def test_export_is_valid_onnx_with_metadata(kind, request):
     assert all(o.type.tensor_type.shape.dim[0].dim_param == "tiles" for o in model.graph.output)
 
     meta = read_onnx_metadata(path)
-    encoder = load_vision(request.getfixturevalue(f"{kind}_ckpt"))
+    encoder = load_vision(request.getfixturevalue(CKPT[kind]))
     assert meta == GraphMeta.from_encoder_config(encoder.config)
     assert meta.with_vir is (kind == "flash")
     assert (meta.tile_size, meta.vision_hidden_size, meta.text_hidden_size) == (56, 64, 64)
@@ -50,15 +53,15 @@ def test_export_is_valid_onnx_with_metadata(kind, request):
 
 @pytest.mark.parametrize("kind", ["plain", "flash"])
 def test_onnxruntime_matches_torch_for_dynamic_tile_counts(kind, request):
-    encoder = load_vision(request.getfixturevalue(f"{kind}_ckpt"))
+    encoder = load_vision(request.getfixturevalue(CKPT[kind]))
     diffs = compare_with_torch(encoder, request.getfixturevalue(f"{kind}_onnx"), tile_counts=(1, 3, 7))
     assert set(diffs) == set(GraphMeta.from_encoder_config(encoder.config).output_names)
     assert max(diffs.values()) <= ATOL_FP32, diffs
 
 
-def test_graph_matches_encoder_forward(flash_ckpt):
+def test_graph_matches_encoder_forward(tiny_flash_ckpt):
     """The exported computation is the encoder's own paths, tile by tile."""
-    encoder = load_vision(flash_ckpt)
+    encoder = load_vision(tiny_flash_ckpt)
     x = torch.randn(3, 3, 56, 56)
     with torch.no_grad():
         full, p, comp = VisionGraph(encoder)(x)

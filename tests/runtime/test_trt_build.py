@@ -198,9 +198,9 @@ def _cli(argv):
     return export_cli.run(parser.parse_args(argv))
 
 
-def test_cli_export_onnx_then_trtexec_recipe(flash_ckpt, tmp_path, capsys):
+def test_cli_export_onnx_then_trtexec_recipe(tiny_flash_ckpt, tmp_path, capsys):
     onnx_path = tmp_path / "v.onnx"
-    assert _cli(["onnx", "--vision", str(flash_ckpt), "--out", str(onnx_path), "--opset", "18"]) == 0
+    assert _cli(["onnx", "--vision", str(tiny_flash_ckpt), "--out", str(onnx_path), "--opset", "18"]) == 0
     assert read_onnx_metadata(onnx_path).with_vir
     capsys.readouterr()
     engine = tmp_path / "v.engine"
