@@ -4,7 +4,9 @@ The router reads each tile's last ViT hidden state (patch tokens, no CLS, before
 shuffle), pools it with cross-attention from one learned query, and a gating MLP gives
 ``[p_keep, p_compress]``. A tile goes to the 64-token path (pixel shuffle 0.25 + ``mlp2``)
 when ``p_compress`` is above the request's ``relative`` quantile over its tiles *and* at
-least ``absolute``; otherwise to the 256-token path (pixel shuffle 0.5 + ``mlp1``).
+least ``absolute``; otherwise to the 256-token path (pixel shuffle 0.5 + ``mlp1``). A request
+of one tile (our default planner sees each frame as one tile) has no quantile to rank against,
+so there the router's own decision applies: compress when ``p_compress >= max(0.5, absolute)``.
 
 Weight names (our choice; Flash checkpoints in this project use them under
 ``model.vision_router.``): ``query [1, C]``, ``attn.{in_proj_weight,in_proj_bias,
@@ -41,12 +43,16 @@ class ViRPolicy:
 
 
 def route_tiles(p_compress: torch.Tensor, policy: ViRPolicy) -> torch.Tensor:
-    """Which tiles to compress: ``p > quantile(p, relative)`` and ``p >= absolute``. [N] -> [N] bool."""
+    """Which tiles to compress: ``p > quantile(p, relative)`` and ``p >= absolute``. [N] -> [N] bool.
+
+    One tile: ``p >= max(0.5, absolute)`` (the quantile of one value is the value itself)."""
     if policy.mode == "full":
         return torch.zeros_like(p_compress, dtype=torch.bool)
     if policy.mode == "compressed":
         return torch.ones_like(p_compress, dtype=torch.bool)
     p = p_compress.detach().float()
+    if p.numel() == 1:
+        return p >= max(0.5, policy.absolute)
     threshold = torch.quantile(p, policy.relative)  # linear interpolation, as numpy's default
     return (p > threshold) & (p >= policy.absolute)
 

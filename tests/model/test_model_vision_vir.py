@@ -54,6 +54,10 @@ def test_route_rule_relative_and_absolute():
     assert route_tiles(p, ViRPolicy("auto", relative=0.0)).tolist() == [False, True, True, True, True]
     assert not route_tiles(p, ViRPolicy("auto", relative=1.0)).any()
     assert route_tiles(p, ViRPolicy("compressed")).all() and not route_tiles(p, ViRPolicy("full")).any()
+    # one tile: the router's own decision (p >= 0.5), or a stricter absolute threshold
+    assert route_tiles(torch.tensor([0.7]), ViRPolicy("auto")).tolist() == [True]
+    assert route_tiles(torch.tensor([0.4]), ViRPolicy("auto")).tolist() == [False]
+    assert route_tiles(torch.tensor([0.7]), ViRPolicy("auto", absolute=0.8)).tolist() == [False]
     with pytest.raises(ValueError, match="'sometimes'"):
         ViRPolicy("sometimes")
     with pytest.raises(ValueError, match="1.5"):
