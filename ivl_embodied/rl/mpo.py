@@ -222,22 +222,41 @@ def score_in_sim(task, text: str, settle_s: float) -> dict:
 
 
 def pair_for_example(model: SFTModel, data: PlanDataset, index: int, cfg: PairConfig) -> dict:
-    """All candidates of one prompt, each scored in the simulator, and the chosen / rejected pick."""
+    """The candidates of one prompt and the chosen / rejected pick, running only what decides it.
+
+    Samples are scored in the simulator in order until one succeeds and one fails; the oracle plan
+    is run only when no sample succeeds, and the synthetic negatives (built, then run in order) only
+    when no sample fails. A candidate that was not needed carries ``"success": None``."""
     ex = data.examples[index]
     task = _task(ex)
-    candidates = [{"source": f"sample{k}", "text": t} for k, t in enumerate(sample_plans(model, data, index, cfg))]
-    candidates += [{"source": k, "text": t} for k, t in synthetic_negatives(task, ex.plan, cfg.negatives).items()]
-    candidates.append({"source": "oracle", "text": ex.plan})
     scored: dict[str, dict] = {}  # identical texts are run once
-    for c in candidates:
+
+    def score(c: dict) -> dict:
         if c["text"] not in scored:
             scored[c["text"]] = score_in_sim(task, c["text"], cfg.settle_s)
         c.update(scored[c["text"]])
-    samples = [c for c in candidates if c["source"].startswith("sample")]
-    synthetic = [c for c in candidates if c["source"] in NEGATIVES]
-    oracle = candidates[-1]
-    chosen = next((c for c in samples if c["success"]), oracle if oracle["success"] else None)
-    rejected = next((c for c in samples + synthetic if not c["success"]), None)
+        return c
+
+    samples = [{"source": f"sample{k}", "text": t} for k, t in enumerate(sample_plans(model, data, index, cfg))]
+    chosen = rejected = None
+    for c in samples:
+        score(c)
+        if c["success"] and chosen is None:
+            chosen = c
+        if not c["success"] and rejected is None:
+            rejected = c
+        if chosen is not None and rejected is not None:
+            break
+    oracle = {"source": "oracle", "text": ex.plan}
+    if chosen is None:
+        chosen = oracle if score(oracle)["success"] else None
+    synthetic = []
+    if rejected is None and chosen is not None:
+        synthetic = [{"source": k, "text": t} for k, t in synthetic_negatives(task, ex.plan, cfg.negatives).items()]
+        rejected = next((c for c in synthetic if not score(c)["success"]), None)
+    candidates = samples + synthetic + [oracle]
+    for c in candidates:
+        c.setdefault("success", None)
     record = {"index": index, "seed": ex.seed, "instruction": ex.instruction, "goal": ex.goal,
               "candidates": candidates, "episodes": len(scored)}
     if chosen is None or rejected is None:
@@ -446,7 +465,8 @@ def train_mpo(data_dir: str | Path, init: str | Path, out: str | Path, pair_cfg:
 # -- CLI -----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = PairConfig()
-    add_run_arguments(parser, TrainConfig(steps=500, batch_size=8, eval_interval=100, checkpoint_interval=100,
+    # defaults: the default planner's recipe on our 2-core CPU (see the README's Cascade RL table)
+    add_run_arguments(parser, TrainConfig(steps=240, batch_size=8, eval_interval=80, checkpoint_interval=80,
                                           eval_examples=8), OptimConfig(lr=1e-4, warmup_steps=20),
                       init_help="starting planner: an SFT output directory",
                       data_help="train-split dataset directory from `train data`")
@@ -456,7 +476,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=p.temperature)
     g.add_argument("--top-k", type=int, default=p.top_k)
     g.add_argument("--max-new-tokens", type=int, default=p.max_new_tokens)
-    g.add_argument("--prompts", type=int, default=None, help="use only the first N training prompts")
+    g.add_argument("--prompts", type=int, default=120, help="use only the first N training prompts (0: all)")
     g.add_argument("--negatives", default=",".join(p.negatives), help=f"comma list of {','.join(NEGATIVES)}")
     g = parser.add_argument_group("loss")
     g.add_argument("--beta", type=float, default=MPOConfig.beta)
@@ -466,7 +486,7 @@ def run(args: argparse.Namespace) -> int:
     if not (Path(args.data) / "manifest.json").is_file():
         raise SystemExit(f"error: {str(args.data)!r} has no manifest.json; run `ivl-embodied train data` first")
     pair_cfg = PairConfig(samples=args.samples, temperature=args.temperature, top_k=args.top_k,
-                          max_new_tokens=args.max_new_tokens, prompts=args.prompts, seed=args.seed,
+                          max_new_tokens=args.max_new_tokens, prompts=args.prompts or None, seed=args.seed,
                           negatives=tuple(n for n in args.negatives.split(",") if n))
     train_cfg, optim_cfg = configs_from_args(args)
     last = train_mpo(args.data, args.init, args.out, pair_cfg, MPOConfig(beta=args.beta), train_cfg, optim_cfg,

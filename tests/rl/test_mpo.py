@@ -11,12 +11,14 @@ from safetensors.torch import load_file
 from ivl_embodied.rl.config import ModelConfig, OptimConfig, TrainConfig
 from ivl_embodied.rl.data import PlanDataset
 from ivl_embodied.rl.mpo import (
+    NEGATIVES,
     MPOModel,
     PairConfig,
     build_pairs,
     load_policy,
     logp_margin,
     pair_batch_fn,
+    pair_for_example,
     planner_hash,
     sample_plans,
     train_mpo,
@@ -60,7 +62,10 @@ def test_pairs_are_scored_in_the_sim(setup):
         assert len(samples) == 2
         if not any(c["success"] for c in samples):
             assert r["chosen_source"] == "oracle" and r["chosen"] == data.examples[r["index"]].plan
-        assert {c["source"] for c in r["candidates"]} >= {"wrong_target", "shifted_box", "oracle"}
+        # only what decides the pick is run: a failing sample makes the synthetic negatives unnecessary
+        if not all(c["success"] for c in samples):
+            assert not any(c["source"] in NEGATIVES for c in r["candidates"])
+        assert r["episodes"] == len({c["text"] for c in r["candidates"] if c["success"] is not None})
     # a random planner never succeeds, so the oracle is chosen at least once
     assert any(r["chosen_source"] == "oracle" for r in records)
     meta = json.loads((root / "pairs.meta.json").read_text())
@@ -71,6 +76,17 @@ def test_pairs_are_scored_in_the_sim(setup):
     assert again == records
     # samples are a pure function of the seeds
     assert sample_plans(policy, data, 0, cfg) == [c["text"] for c in records[0]["candidates"][:2]]
+
+
+def test_synthetic_negatives_are_run_only_until_one_fails(setup):
+    data_dir, root, _, _ = setup
+    rec = pair_for_example(load_policy(root / "init"), PlanDataset(data_dir), 0, PairConfig(samples=0))
+    assert rec["chosen_source"] == "oracle" and rec["rejected_source"] in NEGATIVES
+    synth = [c for c in rec["candidates"] if c["source"] in NEGATIVES]
+    first_fail = next(i for i, c in enumerate(synth) if c["success"] is False)
+    assert all(c["success"] is True for c in synth[:first_fail])
+    assert all(c["success"] is None for c in synth[first_fail + 1:])
+    assert rec["episodes"] == first_fail + 2  # the oracle + the negatives up to the first failure
 
 
 def _train_cfg(steps: int, **kw) -> TrainConfig:
