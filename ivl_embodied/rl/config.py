@@ -74,7 +74,7 @@ class DataConfig:
     """What ``train data`` renders: ``episodes`` task records of ``split`` at ``tile_size``."""
 
     split: str = "train"
-    episodes: int = 4000
+    episodes: int = 6000
     tile_size: int = 168
     max_tiles: int = 1
     shard_size: int = 256
@@ -123,18 +123,19 @@ class OptimConfig:
 class TrainConfig:
     """The loop: ``steps`` optimizer steps of ``batch_size x grad_accum`` samples per process."""
 
-    steps: int = 12_000
+    steps: int = 8_000
     batch_size: int = 16
     grad_accum: int = 1
-    eval_interval: int = 500
+    eval_interval: int = 1000
     checkpoint_interval: int = 500
-    log_interval: int = 10
-    eval_examples: int = 32  # held-back examples decoded at each eval
+    log_interval: int = 50
+    eval_examples: int = 16  # held-back examples decoded at each eval
     holdout: int = 64  # examples at the end of the data that are never trained on
     seed: int = 0
     device: str = "auto"
     dtype: str = "fp32"
     keep_checkpoints: int = 2
+    fsdp: bool = False  # shard parameters, gradients and optimizer state over the processes (FSDP2)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_interval", "checkpoint_interval", "log_interval",
@@ -180,6 +181,8 @@ def add_run_arguments(parser, train: TrainConfig, optim: OptimConfig, init_help:
     g.add_argument("--seed", type=int, default=train.seed)
     g.add_argument("--device", default=train.device, choices=("auto", "cpu", "cuda"))
     g.add_argument("--dtype", default=train.dtype, choices=("fp32", "bf16"))
+    g.add_argument("--fsdp", action="store_true",
+                   help="fully shard the model over the torchrun processes (FSDP2, one unit per transformer layer)")
     g = parser.add_argument_group("optimizer")
     g.add_argument("--lr", type=float, default=optim.lr)
     g.add_argument("--warmup-steps", type=int, default=optim.warmup_steps)
@@ -192,7 +195,7 @@ def configs_from_args(args) -> tuple[TrainConfig, OptimConfig]:
     train = TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
                         eval_interval=args.eval_interval, checkpoint_interval=args.checkpoint_interval,
                         log_interval=args.log_interval, eval_examples=args.eval_examples, holdout=args.holdout,
-                        seed=args.seed, device=args.device, dtype=args.dtype)
+                        seed=args.seed, device=args.device, dtype=args.dtype, fsdp=args.fsdp)
     optim = OptimConfig(lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
                         grad_clip=args.grad_clip)
     return train, optim

@@ -11,7 +11,7 @@ image **already tiled** for the planner (uint8 ``[T, tile, tile, 3]``, InternVL'
 Layout of DIR::
 
     manifest.json        format, config, per-shard sha256, content hash, render speed
-    records.jsonl        one {"seed", "instruction", "goal", "plan"} per example, in order
+    records.jsonl        one {"seed", "instruction", "goal", "plan", "objects"} per example, in order
     shard-00000.safetensors   "images": uint8 [n, T, tile, tile, 3]
 
 Everything is a function of the config (seeds come from the task records), so a second run with
@@ -36,7 +36,7 @@ from .config import DataConfig, to_dict
 
 logger = logging.getLogger(__name__)
 
-DATA_FORMAT = "ivl_embodied.rl.data/1"
+DATA_FORMAT = "ivl_embodied.rl.data/2"
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Example:
     instruction: str
     goal: dict
     plan: str
+    objects: tuple = ()  # every object in view: {"name": "red cube", "box": [x1, y1, x2, y2]} (0..1000)
 
 
 def _sha256(path: Path) -> str:
@@ -59,7 +60,7 @@ def render_example(task, config: DataConfig) -> tuple[np.ndarray, Example]:
     """One task record -> (tiles uint8 [T, s, s, 3], example). Same view as ``run_episode``."""
     from ivl_embodied.model.tiling import TilingConfig, split_tiles, to_rgb_image
     from ivl_embodied.plan.schema import format_plan
-    from ivl_embodied.sim.oracle import oracle_plan
+    from ivl_embodied.sim.oracle import object_box, oracle_plan
     from ivl_embodied.sim.sim_robot import SimRobot
     from ivl_embodied.sim.tasks import scene_for
     from ivl_embodied.sim.world import SimWorld
@@ -69,11 +70,12 @@ def render_example(task, config: DataConfig) -> tuple[np.ndarray, Example]:
         SimRobot(world).hold(config.settle_s)  # objects settle on the table, as in an episode
         rgb = world.render_rgb()  # [480, 640, 3] uint8
         plan = format_plan(oracle_plan(world, task.goal))
+        objects = tuple({"name": o.phrase, "box": list(object_box(world, o))} for o in world.scene.objects)
     finally:
         world.close()
     tiles, _, _ = split_tiles(to_rgb_image(rgb), TilingConfig(tile_size=config.tile_size, max_tiles=config.max_tiles))
     images = np.stack([np.asarray(t, dtype=np.uint8) for t in tiles])  # [T, s, s, 3]
-    return images, Example(task.seed, task.instruction, task.goal.to_dict(), plan)
+    return images, Example(task.seed, task.instruction, task.goal.to_dict(), plan, objects)
 
 
 def _render_shard(job: tuple[int, list[str], dict, str]) -> tuple[int, list[dict], str, float]:
@@ -190,7 +192,8 @@ class PlanDataset:
         self.images = torch.from_numpy(np.concatenate(
             [load_file(str(self.root / s["file"]))["images"] for s in self.manifest["shards"]]))  # [N, T, s, s, 3]
         lines = (self.root / "records.jsonl").read_text().splitlines()
-        self.examples = [Example(**json.loads(line)) for line in lines if line.strip()]
+        self.examples = [Example(**{**r, "objects": tuple(r.get("objects", ()))})
+                         for r in (json.loads(line) for line in lines if line.strip())]
         if len(self.examples) != self.images.shape[0]:
             raise ValueError(f"{self.root}: {len(self.examples)} records but {self.images.shape[0]} images")
         self.tile_size = int(self.manifest["config"]["tile_size"])

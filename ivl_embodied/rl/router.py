@@ -202,7 +202,7 @@ def train_router(init: str | Path, data_dir: str | Path, out: str | Path, train_
     last = trainer.fit(resume=resume, stop_after=stop_after)
     if trainer.step < train_cfg.steps:
         return last
-    encoder.vision_router.load_state_dict(acc.unwrap_model(trainer.model).router.state_dict())
+    encoder.vision_router.load_state_dict(trainer.plain_model().router.state_dict())
     report = {"train_tiles": len(labels), "train_label_compress_share": share, "tau": tau,
               "train_acc": router_accuracy(encoder.vision_router, patches, labels)}
     if held is not None:

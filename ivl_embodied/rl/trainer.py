@@ -6,6 +6,12 @@ a ``batch_fn(indices)`` and optionally an ``eval_fn(module)``; the trainer owns 
 
 * data-parallel through ``accelerate`` (DDP; gloo on CPU, NCCL on CUDA, bf16 autocast on CUDA);
   launch with ``torchrun --nproc_per_node N`` / ``accelerate launch`` and nothing else changes;
+* ``TrainConfig.fsdp`` (``--fsdp``) shards instead of replicating, for checkpoints too large for
+  one GPU (InternVL3.5-8B): torch's FSDP2 ``fully_shard`` on every transformer layer (the items
+  of each ``layers``/``layer`` ModuleList, ViT and LLM alike) and then on the whole module;
+  parameters, gradients and AdamW state live sharded, checkpoints are gathered into the same
+  single-file format as a DDP run, and non-``forward`` calls (generation in GSPO rollouts, evals,
+  the final export) run with the root's parameters gathered. Runs on gloo too (tested on CPU);
 * batches are a pure function of (seed, step): each step draws ``batch x accum x world``
   indices from ``default_rng([seed, step])`` and rank r's micro-step m takes slice
   ``r * accum + m``, so a resumed run sees exactly the data an uninterrupted one sees, and N
@@ -19,6 +25,8 @@ a ``batch_fn(indices)`` and optionally an ``eval_fn(module)``; the trainer owns 
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
 import json
 import logging
@@ -77,6 +85,31 @@ def make_accelerator(cfg: TrainConfig):
     return Accelerator(cpu=cpu, mixed_precision=mixed)
 
 
+def shard_module(module: nn.Module, mixed: bool = False) -> int:
+    """FSDP2-shard ``module`` in place: every item of a ModuleList named ``layers``/``layer`` (the
+    transformer layers of the ViT and the LLM), then the root. Returns the number of layer units."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed else MixedPrecisionPolicy()
+    units = [layer for name, child in module.named_modules()
+             if isinstance(child, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "layer") for layer in child]
+    for layer in units:
+        fully_shard(layer, mp_policy=policy)
+    fully_shard(module, mp_policy=policy)
+    # Make ``module`` the root now. FSDP2 otherwise picks its root at the first forward, and our
+    # stages call layers through non-forward paths first (an eval's generation, GSPO's rollouts),
+    # which would make a layer its own root. (FSDP2 has no public call for this yet.)
+    module._get_fsdp_state()._lazy_init()
+    return len(units)
+
+
+def _is_tied(module: nn.Module, key: str) -> bool:
+    """Whether parameter ``key`` shares its tensor with another (tied embeddings: saved once)."""
+    params = dict(module.named_parameters(remove_duplicate=False))
+    p = params.get(key)
+    return p is not None and sum(q is p for q in params.values()) > 1
+
+
 class Trainer:
     """Runs ``cfg.steps`` optimizer steps of ``module`` with resumable checkpoints in ``out``."""
 
@@ -95,9 +128,25 @@ class Trainer:
             [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=optim.lr, betas=(optim.beta1, optim.beta2))
         self.raw = module
-        logger.info("%s: data-parallel over %d processes (%s, device %s, mixed precision %s)", stage,
-                    self.acc.num_processes, self.acc.distributed_type, self.acc.device, self.acc.mixed_precision)
-        self.model, self.optimizer = self.acc.prepare(module, optimizer)
+        self.fsdp = bool(train.fsdp) and self.acc.num_processes > 1
+        if train.fsdp and not self.fsdp:
+            logger.warning("%s: --fsdp with one process: nothing to shard, training unsharded", stage)
+        if self.fsdp:
+            # a parameter-free copy for exporting the gathered weights at the end (plain module)
+            self._export_template = copy.deepcopy(module).to("meta")
+            units = shard_module(module.to(self.acc.device), mixed=self.acc.mixed_precision == "bf16")
+            optimizer = torch.optim.AdamW(  # over the sharded parameters
+                [{"params": [p for p in module.parameters() if p.requires_grad and p.ndim >= 2],
+                  "weight_decay": optim.weight_decay},
+                 {"params": [p for p in module.parameters() if p.requires_grad and p.ndim < 2], "weight_decay": 0.0}],
+                lr=optim.lr, betas=(optim.beta1, optim.beta2))
+            logger.info("%s: FSDP2 over %d processes, %d layer units + root (%s, device %s)", stage,
+                        self.acc.num_processes, units, self.acc.distributed_type, self.acc.device)
+            self.model, self.optimizer = module, optimizer
+        else:
+            logger.info("%s: data-parallel over %d processes (%s, device %s, mixed precision %s)", stage,
+                        self.acc.num_processes, self.acc.distributed_type, self.acc.device, self.acc.mixed_precision)
+            self.model, self.optimizer = self.acc.prepare(module, optimizer)
         self.step = 0
         self.rows: list[dict] = []
 
@@ -118,12 +167,26 @@ class Trainer:
         from safetensors.torch import save_model
 
         final = self.out / f"ckpt-{self.step:07d}"
+        if self.fsdp:  # collective: every rank takes part in gathering the full state
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_model_state_dict,
+                get_optimizer_state_dict,
+            )
+
+            opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            model_state = get_model_state_dict(self.model, options=opts)
+            optim_state = get_optimizer_state_dict(self.model, self.optimizer, options=opts)
         if self.is_main:
             tmp = final.with_suffix(".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            save_model(self.acc.unwrap_model(self.model), str(tmp / "model.safetensors"))
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            if self.fsdp:
+                save_model(self._export_module(model_state), str(tmp / "model.safetensors"))
+                torch.save(optim_state, tmp / "optimizer.pt")
+            else:
+                save_model(self.acc.unwrap_model(self.model), str(tmp / "model.safetensors"))
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(self._rng_state(), tmp / "rng.pt")
             state = {"step": self.step, "stage": self.stage, "train": to_dict(self.cfg), "optim": to_dict(self.optim_cfg)}
             (tmp / "state.json").write_text(json.dumps(state, indent=2))
@@ -137,11 +200,45 @@ class Trainer:
         self.acc.wait_for_everyone()
         return final
 
-    def load_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import load_model
+    def _export_module(self, full_state: dict) -> nn.Module:
+        """FSDP: a plain (unsharded, CPU) copy of the module holding ``full_state``."""
+        plain = copy.deepcopy(self._export_template).to_empty(device="cpu")
+        for m in plain.modules():  # moving to meta and back unties tied embeddings; transformers re-ties
+            if hasattr(m, "tie_weights") and hasattr(m, "config"):
+                m.tie_weights()
+        missing, unexpected = plain.load_state_dict(full_state, strict=False)
+        if unexpected or any(not _is_tied(plain, k) for k in missing):
+            raise RuntimeError(f"gathered state does not fit the module: missing {missing}, unexpected {unexpected}")
+        return plain
 
-        load_model(self.acc.unwrap_model(self.model), str(path / "model.safetensors"), device=str(self.acc.device))
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=self.acc.device, weights_only=True))
+    def plain_model(self) -> nn.Module:
+        """The trained module as a plain ``nn.Module`` (under FSDP: gathered, a collective call)."""
+        if not self.fsdp:
+            return self.acc.unwrap_model(self.model)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        # no cpu_offload: with it only rank 0 would receive the gathered tensors
+        return self._export_module(
+            get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=False)))
+
+    def load_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import load_file, load_model
+
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            opts = StateDictOptions(full_state_dict=True, strict=False)
+            set_model_state_dict(self.model, load_file(str(path / "model.safetensors")), options=opts)
+            set_optimizer_state_dict(self.model, self.optimizer, torch.load(path / "optimizer.pt", weights_only=False),
+                                     options=StateDictOptions(full_state_dict=True))
+        else:
+            load_model(self.acc.unwrap_model(self.model), str(path / "model.safetensors"), device=str(self.acc.device))
+            self.optimizer.load_state_dict(
+                torch.load(path / "optimizer.pt", map_location=self.acc.device, weights_only=True))
         self._set_rng_state(torch.load(path / "rng.pt", weights_only=False))
         self.step = int(json.loads((path / "state.json").read_text())["step"])
         self.rows = [r for r in self._read_rows() if r["step"] <= self.step]  # rows after the checkpoint are redone
@@ -212,11 +309,33 @@ class Trainer:
         row: dict = {"step": self.step}
         if self.eval_fn is not None:
             self.model.eval()
-            with torch.no_grad(), self.acc.autocast():
+            with torch.no_grad(), self.acc.autocast(), self._gathered():
                 row.update({f"eval/{k}": v for k, v in self.eval_fn(self.acc.unwrap_model(self.model)).items()})
             self.model.train()
             logger.info("step %d eval %s", self.step, {k: round(v, 4) for k, v in row.items() if k != "step"})
             self.rows.append(row)
+
+    @contextlib.contextmanager
+    def _gathered(self):
+        """FSDP: every unit's parameters gathered and kept for the duration, for calls that do not
+        enter through the root's ``forward`` (generation, ``visuals``). Ranks generate different
+        lengths, so per-layer all-gathers inside generation would not line up across ranks; with
+        everything gathered up front (as TRL does for generation) no collective runs inside."""
+        if not self.fsdp:
+            yield
+            return
+        from torch.distributed.fsdp import FSDPModule
+
+        units = [m for m in self.model.modules() if isinstance(m, FSDPModule)]
+        for m in units:
+            m.unshard()
+        self.model.set_reshard_after_forward(False, recurse=True)
+        try:
+            yield
+        finally:
+            self.model.set_reshard_after_forward(True, recurse=True)
+            for m in units:
+                m.reshard()
 
     def fit(self, resume: bool = False, stop_after: int | None = None) -> dict:
         """Train to ``cfg.steps`` (or ``stop_after`` steps in total, for staged runs); returns the last row."""
@@ -251,10 +370,11 @@ class Trainer:
             # 3. micro-steps; gradients are all-reduced (averaged over ranks) only on the last one
             metrics: dict[str, float] = {}
             for micro in range(accum):
-                batch = self.batch_fn(batch_indices(self.n, self.step, self.cfg.seed, self.cfg.batch_size,
-                                                    accum, world, rank, micro))
+                with self._gathered():  # GSPO's batch_fn samples from the model
+                    batch = self.batch_fn(batch_indices(self.n, self.step, self.cfg.seed, self.cfg.batch_size,
+                                                        accum, world, rank, micro))
                 sync = micro == accum - 1
-                ctx = self.acc.no_sync(self.model) if (not sync and world > 1) else nullcontext()
+                ctx = self.acc.no_sync(self.model) if (not sync and world > 1 and not self.fsdp) else nullcontext()
                 with ctx, self.acc.autocast():
                     loss, m = self.model(batch)
                     self.acc.backward(loss / accum)
@@ -262,7 +382,11 @@ class Trainer:
                     metrics[k] = metrics.get(k, 0.0) + float(v) / accum
             # 4. clip
             if self.optim_cfg.grad_clip > 0:
-                norm = self.acc.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip)
+                if self.fsdp:  # DTensor gradients: torch's clip computes the global norm across shards
+                    norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip)
+                    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+                else:
+                    norm = self.acc.clip_grad_norm_(self.model.parameters(), self.optim_cfg.grad_clip)
                 metrics["grad_norm"] = float(norm)
             # 5. step
             self.optimizer.step()
@@ -288,8 +412,9 @@ class Trainer:
             if self.latest_checkpoint() is None or self.latest_checkpoint().name != f"ckpt-{self.step:07d}":
                 self.save_checkpoint()
             self.plot()
+            plain = self.plain_model()  # every rank: gathering is collective under FSDP
             if self.save_fn is not None and self.is_main:
-                self.save_fn(self.acc.unwrap_model(self.model), self.out)
+                self.save_fn(plain, self.out)
             self.acc.wait_for_everyone()
         else:  # stopped early on purpose: leave a checkpoint to resume from
             self._write_metrics()

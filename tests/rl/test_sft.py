@@ -94,3 +94,107 @@ def test_two_process_gloo_equals_gradient_accumulation(tiny_data, tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_two_process_fsdp_equals_gradient_accumulation_and_resumes(tiny_data, tmp_path):
+    """FSDP2 over 2 gloo ranks (sharded parameters, gradients and AdamW state) == 1 process x 2
+    micro-steps; a run stopped after step 2 and resumed from its gathered checkpoint ends the same."""
+    data_dir, _ = tiny_data
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+
+    def torchrun(out, *extra):
+        return subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+             "--master_port", str(_free_port()), *_sft_cmd(data_dir, out, ["--fsdp", *extra])],
+            env=env, capture_output=True, text=True, timeout=240)
+
+    full = torchrun(tmp_path / "fsdp")
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert "FSDP2 over 2 processes" in full.stderr
+    single = subprocess.run([sys.executable, *_sft_cmd(data_dir, tmp_path / "one", ["--grad-accum", "2"])],
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert single.returncode == 0, single.stderr[-3000:]
+    first = torchrun(tmp_path / "resumed", "--stop-after", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert not (tmp_path / "resumed" / "vision").exists()
+    second = torchrun(tmp_path / "resumed", "--resume")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stderr
+    for part in ("vision", "language"):
+        a = load_file(str(tmp_path / "fsdp" / part / "model.safetensors"))
+        b = load_file(str(tmp_path / "one" / part / "model.safetensors"))
+        c = load_file(str(tmp_path / "resumed" / part / "model.safetensors"))
+        assert a.keys() == b.keys() == c.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+            torch.testing.assert_close(c[k], a[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def _tiny_sft_model(data_dir, tiny_model, **weights):
+    from ivl_embodied.rl.sft import SFTModel, build_planner_modules
+    from ivl_embodied.rl.tokenizer import train_planner_tokenizer
+
+    ds = PlanDataset(data_dir)
+    tok = train_planner_tokenizer(ds.corpus(), 400)
+    torch.manual_seed(0)
+    return ds, SFTModel(*build_planner_modules(ModelConfig(**tiny_model), tok), **weights)
+
+
+def test_box_attention_targets_point_digit_predictions_at_the_box_centre_token(tiny_data, tiny_model):
+    from ivl_embodied.rl.sft import box_attention_targets
+
+    ds, model = _tiny_sft_model(tiny_data[0], tiny_model)
+    tok, planner = model.planner.tokenizer, model.planner
+    plan = '[{"action":"pick","object":"red cube","box":[10,620,240,990]}]'  # centre (125, 805)
+    vis = torch.zeros(4, planner.lm.config.hidden_size)  # a 2x2 token grid
+    prompt = planner.prompt_ids(vis, "pick up the red cube")
+    q, k = box_attention_targets(tok, prompt, planner.image_token_id, plan)
+    seq = prompt + tok(plan, add_special_tokens=False)["input_ids"]
+    assert "".join(tok.decode([seq[i + 1]]) for i in q) == "10620240990"  # every digit, in order
+    image = [i for i, t in enumerate(prompt) if t == planner.image_token_id]
+    assert set(k) == {image[2]}  # row 1, column 0 of the 2x2 grid
+    with pytest.raises(ValueError, match="3 tokens"):
+        box_attention_targets(tok, [t for i, t in enumerate(prompt) if i != image[0]], planner.image_token_id, plan)
+
+
+def test_auxiliary_losses_train_their_targets_and_stay_out_of_the_saved_planner(tiny_data, tiny_model, tmp_path):
+    from ivl_embodied.rl.sft import make_batch_fn, save_planner
+
+    ds, model = _tiny_sft_model(tiny_data[0], tiny_model, aux_weight=1.0, attn_weight=1.0)
+    batch = make_batch_fn(ds, seed=0, paraphrase_prob=0.0, grounding=True, grid=4)([0, 1, 2, 3])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        loss, m = model(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first or m
+    assert m["box_attention"] < first["box_attention"] / 3, (first, m)  # the head learns where to look
+    assert m["aux_color"] < first["aux_color"] / 3 and m["aux_box_l1"] < first["aux_box_l1"]
+    save_planner(model, tmp_path / "p")
+    saved = [k for f in (tmp_path / "p").rglob("*.safetensors") for k in load_file(str(f))]
+    assert saved and not any("grounding" in k for k in saved)
+
+
+def test_sft_init_fine_tunes_an_existing_planner_with_its_tokenizer(tiny_data, tiny_model, tmp_path):
+    from ivl_embodied.rl.sft import save_planner
+
+    data_dir, _ = tiny_data
+    _, start = _tiny_sft_model(data_dir, tiny_model)
+    save_planner(start, tmp_path / "start")
+    train = TrainConfig(steps=2, batch_size=2, eval_interval=1000, checkpoint_interval=1000, log_interval=1,
+                        holdout=4, eval_examples=0, device="cpu")
+    train_sft(data_dir, tmp_path / "ft", train_cfg=train, optim_cfg=OptimConfig(lr=1e-9, warmup_steps=0),
+              progress=False, init=tmp_path / "start", aux_weight=0.0, attn_weight=0.0)
+    assert not (tmp_path / "ft" / "tokenizer").exists()  # the planner's own tokenizer, not a new one
+    # a negligible learning rate: the fine-tuned weights are the starting ones (not a fresh model)
+    for side in ("vision", "language"):
+        a = load_file(str(tmp_path / "start" / side / "model.safetensors"))
+        b = load_file(str(tmp_path / "ft" / side / "model.safetensors"))
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["init"] == str(tmp_path / "start") and config["model"] is None
