@@ -9,8 +9,14 @@ A stage whose planner (or dataset manifest) is already in place is skipped, so a
 cascade continues where it stopped; a stage interrupted mid-way resumes from its own last
 checkpoint (``--resume``). ``--scale ci`` is a minutes-long run of tiny models that exercises
 every stage end to end on a CPU; ``--scale default`` uses each stage's own defaults (the
-default planner's recipe; give it a GPU). ``--ship`` copies the final planner into the
-package, where ``--planner default`` finds it.
+default planner's recipe). ``--ship`` copies the final planner into the package, where
+``--planner default`` finds it.
+
+Then every learned stage is evaluated through the full loop (camera -> planner -> grounding ->
+skills -> the task's success predicate, :func:`ivl_embodied.sim.eval_cli.evaluate`) on the
+``val`` and ``heldout`` splits, with ViR off, and also all-64 (``vico``) or routed (``router``):
+``OUT/eval/<stage>-<split>-<vir>.json`` per run (kept, so a rerun only fills gaps) and the
+table ``OUT/eval.md`` that the README quotes.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ SCALES: dict[str, dict[str, list[str]]] = {
     },
     "default": {name: [] for name in STAGE_ORDER},
 }
+EVAL_EPISODES = {"ci": 1, "default": 100}  # per split; 100 = the whole val / heldout split
+EVAL_VIR = {"sft": ("full",), "mpo": ("full",), "gspo": ("full",), "vico": ("full", "compressed"),
+            "router": ("full", "auto")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ship", action="store_true",
                         help="copy the final planner into ivl_embodied/default_planner")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--eval-episodes", type=int, default=None,
+                        help="tasks per split in the closing evaluation (0: skip; default per scale)")
 
 
 def _done(stage: str, out: Path) -> bool:
@@ -114,4 +125,48 @@ def run(args: argparse.Namespace) -> int:
         for side in ("vision", "language"):
             shutil.copytree(init / side, DEFAULT_PLANNER_DIR / side)
         logger.info("cascade: shipped %s as the default planner (%s)", init, DEFAULT_PLANNER_DIR)
+    episodes = EVAL_EPISODES[args.scale] if args.eval_episodes is None else args.eval_episodes
+    if episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {episodes}")
+    if episodes:
+        evaluate_stages(root, [s for s in stages if s != "data"], episodes, args.device)
     return 0
+
+
+def evaluate_stages(root: Path, stages: list[str], episodes: int, device: str = "auto") -> list[dict]:
+    """Full-loop success of each stage's planner on val and heldout; writes ``eval/`` + ``eval.md``."""
+    import json
+
+    import torch
+
+    from ivl_embodied.sim.eval_cli import evaluate
+    from ivl_embodied.sim.tasks import load_split
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    (root / "eval").mkdir(exist_ok=True)
+    rows = []
+    for stage in stages:
+        for vir in EVAL_VIR[stage]:
+            row = {"stage": stage, "vir": vir}
+            for split in ("val", "heldout"):
+                path = root / "eval" / f"{stage}-{split}-{vir}.json"
+                if path.is_file() and json.loads(path.read_text()).get("episodes") == episodes:
+                    summary = json.loads(path.read_text())
+                else:
+                    summary, _ = evaluate(str(root / stage), load_split(split)[:episodes], f"split:{split}",
+                                          vir=vir, device=device)
+                    path.write_text(json.dumps(summary, indent=2))
+                logger.info("cascade eval: %s ViR %s %s: success %.1f%% (%d episodes)", stage, vir, split,
+                            100 * summary["success_rate"], summary["episodes"])
+                row[split] = summary
+            rows.append(row)
+    lines = ["| stage | ViR | val success | held-out success | visual tokens / image | 64-token tiles |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        v, h = r["val"], r["heldout"]
+        tokens = f"{h['visual_tokens_per_image']:g} of {h['full_tokens_per_image']:g}"
+        lines.append(f"| {r['stage']} | {r['vir']} | {v['success_rate']:.0%} ({v['episodes']}) | "
+                     f"{h['success_rate']:.0%} ({h['episodes']}) | {tokens} | {h['compressed_tile_share']:.0%} |")
+    (root / "eval.md").write_text("\n".join(lines) + "\n")
+    logger.info("cascade eval table:\n%s", "\n".join(lines))
+    return rows

@@ -235,7 +235,8 @@ def train_vico(init: str | Path, data_dir: str | Path, out: str | Path, train_cf
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_arguments(parser, TrainConfig(steps=2000, eval_examples=0), OptimConfig(lr=1e-3),
+    add_run_arguments(parser, TrainConfig(steps=600, eval_interval=200, checkpoint_interval=200, eval_examples=0),
+                      OptimConfig(lr=1e-3),
                       init_help="planner directory (vision/ + language/) to start from")
     g = parser.add_argument_group("ViCO")
     g.add_argument("--compress-prob", type=float, default=0.5, help="chance that a tile takes the 64-token path")

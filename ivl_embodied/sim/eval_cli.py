@@ -57,9 +57,36 @@ def summarize(results, wall_s: float, planner: str, source: str) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def evaluate(planner_name: str, tasks, source: str, vir: str = "full", device: str = "cpu",
+             record_dir=None) -> tuple[dict, list]:
+    """Run ``tasks`` with the planner ``planner_name`` (oracle | default | a directory); returns
+    (:func:`summarize`'s dict, plus ViR token figures for learned planners; the episode results)."""
     from ivl_embodied.sim.episode import run_episode
-    from ivl_embodied.sim.planners import PlannerNotAvailable, make_planner
+    from ivl_embodied.sim.planners import make_planner
+
+    options = {} if planner_name == "oracle" else {"vir": vir, "device": device}
+    planner = make_planner(planner_name, **options)
+    t0 = time.perf_counter()
+    results = []
+    for i, task in enumerate(tasks):
+        r = run_episode(task, planner, record_dir=record_dir)
+        results.append(r)
+        log.info("episode %d/%d seed %d %s: %s %s", i + 1, len(tasks), task.seed, task.goal.type,
+                 "success" if r.success else "FAIL", r.reason)
+    summary = summarize(results, time.perf_counter() - t0, planner_name, source)
+    tiles = getattr(planner, "tile_tokens", None)
+    if tiles:  # learned planner: how many visual tokens the language model saw
+        flat = [t for per_image in tiles for t in per_image]
+        full = planner.encoder.config.tokens_full
+        summary["vir"] = vir
+        summary["visual_tokens_per_image"] = round(sum(flat) / len(tiles), 2)
+        summary["full_tokens_per_image"] = round(full * len(flat) / len(tiles), 2)
+        summary["compressed_tile_share"] = round(sum(t < full for t in flat) / len(flat), 4)
+    return summary, results
+
+
+def run(args: argparse.Namespace) -> int:
+    from ivl_embodied.sim.planners import PlannerNotAvailable
     from ivl_embodied.sim.tasks import TaskError, load_split, load_tasks
 
     try:
@@ -73,26 +100,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
         tasks = tasks[: args.episodes]
     try:
-        options = {} if args.planner == "oracle" else {"vir": args.vir, "device": args.device}
-        planner = make_planner(args.planner, **options)
+        summary, results = evaluate(args.planner, tasks, args.tasks or f"split:{args.split}", vir=args.vir,
+                                    device=args.device, record_dir=args.record)
     except PlannerNotAvailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    t0 = time.perf_counter()
-    results = []
-    for i, task in enumerate(tasks):
-        r = run_episode(task, planner, record_dir=args.record)
-        results.append(r)
-        log.info("episode %d/%d seed %d %s: %s %s", i + 1, len(tasks), task.seed, task.goal.type,
-                 "success" if r.success else "FAIL", r.reason)
-    summary = summarize(results, time.perf_counter() - t0, args.planner, args.tasks or f"split:{args.split}")
-    tiles = getattr(planner, "tile_tokens", None)
-    if tiles:  # learned planner: how many visual tokens the language model saw
-        flat = [t for per_image in tiles for t in per_image]
-        summary["vir"] = args.vir
-        summary["visual_tokens_per_image"] = round(sum(flat) / len(tiles), 2)
-        full = planner.encoder.config.tokens_full
-        summary["compressed_tile_share"] = round(sum(t < full for t in flat) / len(flat), 4)
     if args.details:
         summary["episodes_detail"] = [r.to_dict() for r in results]
     if args.json:
