@@ -19,7 +19,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["tests", "tests.*"]),
-    package_data={PACKAGE: ["default_planner/*", "transport/cyclonedds/*.xml"]},
+    package_data={PACKAGE: ["default_planner/*/*", "transport/cyclonedds/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -14,7 +14,8 @@ default planner's recipe). ``--ship`` copies the final planner into the package,
 
 Then every learned stage is evaluated through the full loop (camera -> planner -> grounding ->
 skills -> the task's success predicate, :func:`ivl_embodied.sim.eval_cli.evaluate`) on the
-``val`` and ``heldout`` splits, with ViR off, and also all-64 (``vico``) or routed (``router``):
+``val`` (first 50 tasks) and ``heldout`` (all 100) splits, with ViR off, or all-64 (``vico``) or
+routed (``router``, the final planner):
 ``OUT/eval/<stage>-<split>-<vir>.json`` per run (kept, so a rerun only fills gaps) and the
 table ``OUT/eval.md`` that the README quotes.
 """
@@ -50,9 +51,10 @@ SCALES: dict[str, dict[str, list[str]]] = {
     },
     "default": {name: [] for name in STAGE_ORDER},
 }
-EVAL_EPISODES = {"ci": 1, "default": 100}  # per split; 100 = the whole val / heldout split
-EVAL_VIR = {"sft": ("full",), "mpo": ("full",), "gspo": ("full",), "vico": ("full", "compressed"),
-            "router": ("full", "auto")}
+EVAL_EPISODES = {"ci": {"val": 1, "heldout": 1}, "default": {"val": 50, "heldout": 100}}  # heldout: all of it
+# ViCO trains mlp2 only and the router stage the router only, so their all-256 path is GSPO's:
+# they are evaluated where they differ, all-64 (ViCO) and routed (the final planner).
+EVAL_VIR = {"sft": ("full",), "mpo": ("full",), "gspo": ("full",), "vico": ("compressed",), "router": ("auto",)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="copy the final planner into ivl_embodied/default_planner")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--eval-episodes", type=int, default=None,
-                        help="tasks per split in the closing evaluation (0: skip; default per scale)")
+                        help="tasks per split in the closing evaluation (0: skip; default per scale: "
+                             "50 val + 100 heldout, 1 + 1 at --scale ci)")
 
 
 def _done(stage: str, out: Path) -> bool:
@@ -125,15 +128,16 @@ def run(args: argparse.Namespace) -> int:
         for side in ("vision", "language"):
             shutil.copytree(init / side, DEFAULT_PLANNER_DIR / side)
         logger.info("cascade: shipped %s as the default planner (%s)", init, DEFAULT_PLANNER_DIR)
-    episodes = EVAL_EPISODES[args.scale] if args.eval_episodes is None else args.eval_episodes
-    if episodes < 0:
-        raise SystemExit(f"error: --eval-episodes must be >= 0, got {episodes}")
-    if episodes:
+    if args.eval_episodes is not None and args.eval_episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
+    episodes = (EVAL_EPISODES[args.scale] if args.eval_episodes is None
+                else {"val": args.eval_episodes, "heldout": args.eval_episodes})
+    if all(episodes.values()):
         evaluate_stages(root, [s for s in stages if s != "data"], episodes, args.device)
     return 0
 
 
-def evaluate_stages(root: Path, stages: list[str], episodes: int, device: str = "auto") -> list[dict]:
+def evaluate_stages(root: Path, stages: list[str], episodes: dict[str, int], device: str = "auto") -> list[dict]:
     """Full-loop success of each stage's planner on val and heldout; writes ``eval/`` + ``eval.md``."""
     import json
 
@@ -150,10 +154,10 @@ def evaluate_stages(root: Path, stages: list[str], episodes: int, device: str = 
             row = {"stage": stage, "vir": vir}
             for split in ("val", "heldout"):
                 path = root / "eval" / f"{stage}-{split}-{vir}.json"
-                if path.is_file() and json.loads(path.read_text()).get("episodes") == episodes:
+                if path.is_file() and json.loads(path.read_text()).get("episodes") == episodes[split]:
                     summary = json.loads(path.read_text())
                 else:
-                    summary, _ = evaluate(str(root / stage), load_split(split)[:episodes], f"split:{split}",
+                    summary, _ = evaluate(str(root / stage), load_split(split)[: episodes[split]], f"split:{split}",
                                           vir=vir, device=device)
                     path.write_text(json.dumps(summary, indent=2))
                 logger.info("cascade eval: %s ViR %s %s: success %.1f%% (%d episodes)", stage, vir, split,

@@ -293,7 +293,7 @@ def train_gspo(init: str | Path, data_dir: str | Path, out: str | Path, gspo_cfg
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     c, w = GSPOConfig(), RewardWeights()
     # defaults: the default planner's recipe on our 2-core CPU (see the README's Cascade RL table)
-    add_run_arguments(parser, TrainConfig(steps=40, batch_size=2, eval_interval=20, checkpoint_interval=20,
+    add_run_arguments(parser, TrainConfig(steps=30, batch_size=2, eval_interval=15, checkpoint_interval=15,
                                           log_interval=1, eval_examples=16, holdout=64, dtype="fp32"),
                       # weight decay 0: a step whose advantages are all zero changes nothing
                       OptimConfig(lr=1e-5, warmup_steps=10, weight_decay=0.0, grad_clip=1.0),

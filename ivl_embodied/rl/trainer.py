@@ -409,6 +409,9 @@ class Trainer:
         if self.step >= self.cfg.steps:  # finished: final eval, checkpoint and export
             self._evaluate()
             self._write_metrics()
+            # every rank must take the same branch (save_checkpoint holds a barrier): look at
+            # `latest` only once nobody can be writing it
+            self.acc.wait_for_everyone()
             if self.latest_checkpoint() is None or self.latest_checkpoint().name != f"ckpt-{self.step:07d}":
                 self.save_checkpoint()
             self.plot()
