@@ -281,6 +281,7 @@ def train_gspo(init: str | Path, data_dir: str | Path, out: str | Path, gspo_cfg
                            train_cfg.seed, out, acc.process_index)
     trainer = Trainer(
         model, n_train, source, out, train_cfg, optim_cfg, accelerator=acc, progress=progress, stage="gspo",
+        batch_fn_uses_model=True,
         eval_fn=make_eval_fn(data, holdout, train_cfg.eval_examples, train_cfg.batch_size) if holdout else None,
         save_fn=lambda m, o: save_planner(m, o, {"trained_by": "ivl-embodied train gspo", "init": str(init),
                                                  "steps": train_cfg.steps,

@@ -116,11 +116,12 @@ class Trainer:
     def __init__(self, module: nn.Module, n_examples: int, batch_fn: BatchFn, out: str | Path,
                  train: TrainConfig, optim: OptimConfig, eval_fn: EvalFn | None = None,
                  save_fn: Callable[[nn.Module, Path], None] | None = None, accelerator=None,
-                 progress: bool = True, stage: str = "train"):
+                 progress: bool = True, stage: str = "train", batch_fn_uses_model: bool = False):
         self.cfg, self.optim_cfg = train, optim
         self.out = Path(out)
         self.n, self.batch_fn, self.eval_fn, self.save_fn = n_examples, batch_fn, eval_fn, save_fn
         self.stage, self.progress = stage, progress
+        self.batch_fn_uses_model = batch_fn_uses_model  # GSPO samples in batch_fn: FSDP gathers for it
         self.acc = accelerator or make_accelerator(train)
         decay = [p for p in module.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim < 2]
@@ -370,7 +371,7 @@ class Trainer:
             # 3. micro-steps; gradients are all-reduced (averaged over ranks) only on the last one
             metrics: dict[str, float] = {}
             for micro in range(accum):
-                with self._gathered():  # GSPO's batch_fn samples from the model
+                with self._gathered() if self.batch_fn_uses_model else nullcontext():
                     batch = self.batch_fn(batch_indices(self.n, self.step, self.cfg.seed, self.cfg.batch_size,
                                                         accum, world, rank, micro))
                 sync = micro == accum - 1
