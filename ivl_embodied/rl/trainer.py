@@ -10,8 +10,9 @@ a ``batch_fn(indices)`` and optionally an ``eval_fn(module)``; the trainer owns 
   one GPU (InternVL3.5-8B): torch's FSDP2 ``fully_shard`` on every transformer layer (the items
   of each ``layers``/``layer`` ModuleList, ViT and LLM alike) and then on the whole module;
   parameters, gradients and AdamW state live sharded, checkpoints are gathered into the same
-  single-file format as a DDP run, and non-``forward`` calls (generation in GSPO rollouts, evals,
-  the final export) run with the root's parameters gathered. Runs on gloo too (tested on CPU);
+  single-file format as a DDP run, and calls that do not enter through the root's ``forward``
+  (evals, GSPO's rollout generation in ``batch_fn``) run with every unit's parameters gathered.
+  Runs on gloo too (tested on CPU);
 * batches are a pure function of (seed, step): each step draws ``batch x accum x world``
   indices from ``default_rng([seed, step])`` and rank r's micro-step m takes slice
   ``r * accum + m``, so a resumed run sees exactly the data an uninterrupted one sees, and N
@@ -123,11 +124,6 @@ class Trainer:
         self.stage, self.progress = stage, progress
         self.batch_fn_uses_model = batch_fn_uses_model  # GSPO samples in batch_fn: FSDP gathers for it
         self.acc = accelerator or make_accelerator(train)
-        decay = [p for p in module.parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=optim.lr, betas=(optim.beta1, optim.beta2))
         self.raw = module
         self.fsdp = bool(train.fsdp) and self.acc.num_processes > 1
         if train.fsdp and not self.fsdp:
@@ -136,11 +132,13 @@ class Trainer:
             # a parameter-free copy for exporting the gathered weights at the end (plain module)
             self._export_template = copy.deepcopy(module).to("meta")
             units = shard_module(module.to(self.acc.device), mixed=self.acc.mixed_precision == "bf16")
-            optimizer = torch.optim.AdamW(  # over the sharded parameters
-                [{"params": [p for p in module.parameters() if p.requires_grad and p.ndim >= 2],
-                  "weight_decay": optim.weight_decay},
-                 {"params": [p for p in module.parameters() if p.requires_grad and p.ndim < 2], "weight_decay": 0.0}],
-                lr=optim.lr, betas=(optim.beta1, optim.beta2))
+        # under FSDP the optimizer is built over the sharded parameters
+        decay = [p for p in module.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=optim.lr, betas=(optim.beta1, optim.beta2))
+        if self.fsdp:
             logger.info("%s: FSDP2 over %d processes, %d layer units + root (%s, device %s)", stage,
                         self.acc.num_processes, units, self.acc.distributed_type, self.acc.device)
             self.model, self.optimizer = module, optimizer
