@@ -1,5 +1,5 @@
-"""Training-time helpers that make the small planner generalise: instruction paraphrases and
-dense grounding targets for its visual tokens.
+"""Training-time helpers that make the small planner generalise: instruction paraphrases, mirrored
+scenes and dense grounding targets for its visual tokens.
 
 **Paraphrases** (:func:`paraphrase`). The train split has 5-7 phrasings per goal type; the held-out
 split uses phrasings never seen in training. A from-scratch model keys on whole templates unless it
@@ -9,6 +9,22 @@ colour-shape phrase is the object, the second the target, and the target's kind 
 instructions is rewritten with another train template of the same goal type, or with a random
 frame of neutral words around the two phrases. The word lists deliberately share no word with the
 held-out templates (``tests/rl/test_augment.py`` checks it), so held-out phrasings stay unseen.
+
+**Retargeted tasks** (:func:`retarget`). Each rendered scene comes with one task, so a model can
+learn *this image → these boxes* without reading which objects the instruction names; on unseen
+scenes it then boxes a plausible object of the right kind but the wrong colour. Every scene holds
+several objects, so it supports other tasks too: pick any (object, target) pair the goal types
+allow (never a held-out combination), phrase it with a train template or a neutral frame, and
+write the oracle's plan from the recorded boxes (:func:`plan_for_goal`, which reproduces the
+recorded oracle plans exactly). The image is the same; only the words and the boxes change, so
+the model has to bind colour and kind words to image regions.
+
+**Mirrored scenes** (:func:`mirror_boxes`). The tabletop, its workspace and the camera are symmetric
+about the camera's vertical plane and no instruction names a side, so a scene flipped left-right
+is another valid scene: flip the image and map every box ``[x1, y1, x2, y2]`` to
+``[1000 - x2, y1, 1000 - x1, y2]``, in the plan and in the object records. That doubles the
+distinct (scene, layout) pairs the planner sees, which matters because with a few thousand
+scenes the grounding overfits: the model learns the training layouts instead of the words.
 
 **Grounding targets** (:func:`token_targets`). With one tile per image, cell ``(r, c)`` of a
 ``G x G`` grid over the tile (SFT uses the ViT patch grid; each visual token holds 2x2 patches)
@@ -21,6 +37,8 @@ hundred steps instead of waiting for the language model's box tokens to teach it
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -36,6 +54,70 @@ VERBS = ("move", "bring", "get", "take", "carry", "transfer", "relocate", "shift
          "get", "bring")
 LINKS = ("to", "into", "onto", "on", "in", "toward", "at", "over to", "right to", "all the way to")
 SUFFIXES = ("", "", "", ".", "!", "?", " please", " now", " thanks", " for me", ", thank you")
+
+
+BOX_TEXT = re.compile(r'("(?:box|target_box)":\[)(\d+),(\d+),(\d+),(\d+)\]')
+
+
+def mirror_boxes(plan: str, objects, box_max: int = 1000) -> tuple[str, list[dict]]:
+    """The plan text and object records of the left-right mirrored image: each box's x range
+    becomes ``box_max - x2 .. box_max - x1``. Everything else in the plan is kept byte for byte."""
+
+    def flip(m: re.Match) -> str:
+        x1, y1, x2, y2 = (int(v) for v in m.groups()[1:])
+        if not (0 <= x1 <= x2 <= box_max):
+            raise ValueError(f"plan box {m.group(0)!r} is outside 0..{box_max} or unordered")
+        return f"{m.group(1)}{box_max - x2},{y1},{box_max - x1},{y2}]"
+
+    mirrored = []
+    for o in objects:
+        x1, y1, x2, y2 = o["box"]
+        if not (0 <= x1 <= x2 <= box_max):
+            raise ValueError(f"object {o.get('name')!r} has box {o['box']!r} outside 0..{box_max} or unordered")
+        mirrored.append({**o, "box": [box_max - x2, y1, box_max - x1, y2]})
+    return BOX_TEXT.sub(flip, plan), mirrored
+
+
+def plan_for_goal(goal: dict, objects) -> str:
+    """The oracle's plan text for ``goal`` (a task goal dict) from the scene's object records:
+    pick + place for ``place_in``/``stack``, one push for ``push_to``, with the recorded boxes."""
+    from ivl_embodied.plan.schema import Plan, Step, format_plan
+
+    boxes = {o["name"]: tuple(int(v) for v in o["box"]) for o in objects}
+    obj, tgt = _phrase(goal["object"]), _phrase(goal["target"])
+    for name in (obj, tgt):
+        if name not in boxes:
+            raise ValueError(f"goal names {name!r} but the scene has only {sorted(boxes)}")
+    if goal["type"] == "push_to":
+        return format_plan(Plan((Step("push", obj, boxes[obj], tgt, boxes[tgt]),)))
+    return format_plan(Plan((Step("pick", obj, boxes[obj]), Step("place", obj, target=tgt, target_box=boxes[tgt]))))
+
+
+def retarget(objects, rng: np.random.Generator) -> tuple[dict, str] | None:
+    """Another task for the same scene: (goal dict, oracle plan text), or None if the scene allows
+    none. The goal type is drawn uniformly among those the scene supports, then the pair; held-out
+    (type, object, target) combinations are never drawn."""
+    from ivl_embodied.sim.tasks import (
+        GOAL_TYPES,
+        OBJECT_SHAPES,
+        TARGET_SHAPES,
+        Entity,
+        is_heldout_combo,
+    )
+
+    ents = [Entity(*o["name"].split(" ", 1)) for o in objects]
+    by_type = {}
+    for gtype in GOAL_TYPES:
+        pairs = [(a, b) for a in ents if a.shape in OBJECT_SHAPES[gtype]
+                 for b in ents if b != a and b.shape in TARGET_SHAPES[gtype] and not is_heldout_combo(gtype, a, b)]
+        if pairs:
+            by_type[gtype] = pairs
+    if not by_type:
+        return None
+    gtype = sorted(by_type)[rng.integers(len(by_type))]
+    a, b = by_type[gtype][rng.integers(len(by_type[gtype]))]
+    goal = {"type": gtype, "object": {"color": a.color, "shape": a.shape}, "target": {"color": b.color, "shape": b.shape}}
+    return goal, plan_for_goal(goal, objects)
 
 
 def _phrase(entity: dict) -> str:

@@ -74,7 +74,7 @@ class DataConfig:
     """What ``train data`` renders: ``episodes`` task records of ``split`` at ``tile_size``."""
 
     split: str = "train"
-    episodes: int = 6000
+    episodes: int = 20_000
     tile_size: int = 168
     max_tiles: int = 1
     shard_size: int = 256
@@ -123,7 +123,7 @@ class OptimConfig:
 class TrainConfig:
     """The loop: ``steps`` optimizer steps of ``batch_size x grad_accum`` samples per process."""
 
-    steps: int = 8_000
+    steps: int = 10_000
     batch_size: int = 16
     grad_accum: int = 1
     eval_interval: int = 1000

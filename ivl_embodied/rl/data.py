@@ -13,9 +13,13 @@ Layout of DIR::
     manifest.json        format, config, per-shard sha256, content hash, render speed
     records.jsonl        one {"seed", "instruction", "goal", "plan", "objects"} per example, in order
     shard-00000.safetensors   "images": uint8 [n, T, tile, tile, 3]
+    shard-00000.json          that shard's key, sha256 and records (what resuming reads)
 
 Everything is a function of the config (seeds come from the task records), so a second run with
-the same config finds a valid manifest and reuses the cache; shards are verified by hash.
+the same config finds a valid manifest and reuses the cache; shards are verified by hash. Each
+shard is keyed by its task records and the render settings, so an interrupted build resumes from
+its finished shards, and a larger build into the same directory (more ``episodes``, same
+``shard_size``) renders only the shards it does not have yet.
 """
 
 from __future__ import annotations
@@ -78,6 +82,27 @@ def render_example(task, config: DataConfig) -> tuple[np.ndarray, Example]:
     return images, Example(task.seed, task.instruction, task.goal.to_dict(), plan, objects)
 
 
+def _shard_key(task_json: list[str], config: DataConfig) -> str:
+    """What a shard's content depends on: its task records and the render settings."""
+    key = {"format": DATA_FORMAT, "tasks": task_json, "tile_size": config.tile_size,
+           "max_tiles": config.max_tiles, "settle_s": config.settle_s}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _finished_shard(index: int, task_json: list[str], config: DataConfig, out: Path):
+    """(shard, records, sha, 0.0) if ``out`` already holds this shard intact, else None."""
+    side, path = out / f"shard-{index:05d}.json", out / f"shard-{index:05d}.safetensors"
+    if not (side.is_file() and path.is_file()):
+        return None
+    try:
+        meta = json.loads(side.read_text())
+    except json.JSONDecodeError:
+        return None
+    if meta.get("key") != _shard_key(task_json, config) or _sha256(path) != meta.get("sha256"):
+        return None
+    return index, meta["records"], meta["sha256"], 0.0
+
+
 def _render_shard(job: tuple[int, list[str], dict, str]) -> tuple[int, list[dict], str, float]:
     """Worker: render one shard's task records and write it; returns (shard, records, sha, seconds)."""
     from safetensors.numpy import save_file
@@ -96,7 +121,12 @@ def _render_shard(job: tuple[int, list[str], dict, str]) -> tuple[int, list[dict
     tmp = path.with_suffix(".tmp")
     save_file({"images": np.stack(images)}, str(tmp))  # [n, T, s, s, 3]
     os.replace(tmp, path)
-    return index, records, _sha256(path), time.perf_counter() - t0
+    sha = _sha256(path)
+    side = path.with_suffix(".json")
+    tmp = side.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"key": _shard_key(task_json, config), "sha256": sha, "records": records}))
+    os.replace(tmp, side)  # written last: a shard without its sidecar is rendered again
+    return index, records, sha, time.perf_counter() - t0
 
 
 def _fingerprint(config: DataConfig) -> str:
@@ -142,20 +172,25 @@ def build_dataset(out: str | Path, config: DataConfig | None = None, progress: b
         for i in range(0, len(tasks), config.shard_size)
     ]
     t0 = time.perf_counter()
-    results = []
-    bar = tqdm(total=len(tasks), desc="render", unit="img", disable=not progress)
-    if config.workers > 1 and len(jobs) > 1:
+    results = [r for j in jobs if (r := _finished_shard(j[0], j[1], config, out)) is not None]
+    done = {r[0] for r in results}
+    todo = [j for j in jobs if j[0] not in done]
+    if done:
+        logger.info("reusing %d finished shards in %s; rendering %d", len(done), out, len(todo))
+    bar = tqdm(total=sum(len(j[1]) for j in todo), desc="render", unit="img", disable=not progress)
+    if config.workers > 1 and len(todo) > 1:
         # spawn: a fresh interpreter per worker, so no GL context is inherited through fork
-        with mp.get_context("spawn").Pool(min(config.workers, len(jobs))) as pool:
-            for r in pool.imap_unordered(_render_shard, jobs):
+        with mp.get_context("spawn").Pool(min(config.workers, len(todo))) as pool:
+            for r in pool.imap_unordered(_render_shard, todo):
                 results.append(r)
                 bar.update(len(r[1]))
     else:
-        for job in jobs:
+        for job in todo:
             results.append(_render_shard(job))
             bar.update(len(results[-1][1]))
     bar.close()
     wall = time.perf_counter() - t0
+    rendered = sum(len(r[1]) for r in results if r[0] not in done)
     results.sort(key=lambda r: r[0])
     records = [rec for r in results for rec in r[1]]
     (out / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
@@ -167,12 +202,13 @@ def build_dataset(out: str | Path, config: DataConfig | None = None, progress: b
     meta = {
         "format": DATA_FORMAT, "fingerprint": _fingerprint(config), "config": to_dict(config),
         "examples": len(records), "shards": shards, "content_hash": content.hexdigest(),
-        "render_wall_s": round(wall, 2), "images_per_s": round(len(records) / wall, 2),
+        "render_wall_s": round(wall, 2), "rendered": rendered, "reused": len(records) - rendered,
+        "images_per_s": round(rendered / wall, 2) if rendered else None,
     }
     tmp = out / "manifest.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2))
     os.replace(tmp, out / "manifest.json")
-    logger.info("rendered %d examples in %.1f s (%.1f images/s) into %s", len(records), wall, len(records) / wall, out)
+    logger.info("rendered %d examples (%d reused) in %.1f s into %s", rendered, len(records) - rendered, wall, out)
     return meta
 
 

@@ -38,7 +38,15 @@ from torch.nn import functional as F
 from ..model.checkpoints import save_language, save_vision
 from ..model.planner import GenerationSettings, LanguagePlanner, PlannerConfig
 from ..model.vision import VisionEncoder, VisionEncoderConfig
-from .augment import COLOR_CLASSES, IGNORE, KIND_CLASSES, paraphrase, token_targets
+from .augment import (
+    COLOR_CLASSES,
+    IGNORE,
+    KIND_CLASSES,
+    mirror_boxes,
+    paraphrase,
+    retarget,
+    token_targets,
+)
 from .config import (
     ModelConfig,
     OptimConfig,
@@ -287,19 +295,44 @@ def make_eval_fn(data: PlanDataset, holdout: list[int], eval_examples: int, batc
     return evaluate
 
 
-def make_batch_fn(data: PlanDataset, seed: int, paraphrase_prob: float, grounding: bool, grid: int):
-    """Indices -> SFT batch. Paraphrases are drawn from an RNG keyed by (seed, the batch's indices), so
-    a batch is the same whenever it is rebuilt (resumed runs see the same text)."""
+def make_batch_fn(data: PlanDataset, seed: int, paraphrase_prob: float, grounding: bool, grid: int,
+                  mirror_prob: float = 0.0, retarget_prob: float = 0.0):
+    """Indices -> SFT batch. Retargeted tasks (:func:`~ivl_embodied.rl.augment.retarget`, each
+    example with probability ``retarget_prob``, phrased like a paraphrase), paraphrases and
+    mirrorings (:func:`~ivl_embodied.rl.augment.mirror_boxes`, each image with probability
+    ``mirror_prob``) are drawn from an RNG keyed by (seed, the batch's indices), so a batch is the
+    same whenever it is rebuilt (resumed runs see the same data)."""
+    for name, p in (("mirror", mirror_prob), ("retarget", retarget_prob)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} probability must be in 0..1, got {p!r}")
+    if retarget_prob > 0 and not all(e.objects for e in data.examples):
+        raise ValueError("retargeting needs every object's box in the records (data format 2); pass retarget_prob=0")
+    if mirror_prob > 0 and data.tiles_per_image != 1:
+        raise ValueError(f"mirroring needs one tile per image (the tile order would change), "
+                         f"the data has {data.tiles_per_image}; pass mirror_prob=0")
 
     def batch_fn(indices) -> dict:
         idx = [int(i) for i in indices]
         rng = np.random.default_rng([seed, *idx])
         ex = [data.examples[i] for i in idx]
-        batch = {"pixel_values": data.pixel_values(idx),
-                 "instructions": [paraphrase(e.goal, e.instruction, rng, paraphrase_prob) for e in ex],
-                 "plans": [e.plan for e in ex]}
+        instructions, plans = [], []
+        for e in ex:
+            new = retarget(e.objects, rng) if retarget_prob > 0 and rng.random() < retarget_prob else None
+            if new is None:
+                instructions.append(paraphrase(e.goal, e.instruction, rng, paraphrase_prob))
+                plans.append(e.plan)
+            else:
+                instructions.append(paraphrase(new[0], "", rng, 1.0))  # a train template or neutral frame
+                plans.append(new[1])
+        pixels, objects = data.pixel_values(idx), [e.objects for e in ex]
+        if mirror_prob > 0:
+            flip = rng.random(len(idx)) < mirror_prob
+            for i in np.flatnonzero(flip):
+                plans[i], objects[i] = mirror_boxes(plans[i], objects[i])
+            pixels[torch.from_numpy(flip)] = pixels[torch.from_numpy(flip)].flip(-1)  # one tile per image
+        batch = {"pixel_values": pixels, "instructions": instructions, "plans": plans}
         if grounding:
-            t = [token_targets(e.objects, grid) for e in ex]
+            t = [token_targets(o, grid) for o in objects]
             batch["grounding"] = {k: torch.from_numpy(np.stack([d[k] for d in t])) for k in t[0]}
         return batch
 
@@ -332,7 +365,7 @@ def train_sft(data_dir: str | Path, out: str | Path, model_cfg: ModelConfig | No
               train_cfg: TrainConfig | None = None, optim_cfg: OptimConfig | None = None,
               resume: bool = False, stop_after: int | None = None, progress: bool = True,
               paraphrase_prob: float = 0.5, aux_weight: float = 1.0, attn_weight: float = 1.0,
-              init: str | Path | None = None) -> dict:
+              init: str | Path | None = None, mirror_prob: float = 0.5, retarget_prob: float = 0.5) -> dict:
     """Run SFT; returns the last logged row. Deterministic in ``train_cfg.seed``.
 
     ``init``: start from this planner (``vision/`` + ``language/``, or a whole InternVL3.5
@@ -340,6 +373,8 @@ def train_sft(data_dir: str | Path, out: str | Path, model_cfg: ModelConfig | No
     tile size must match the data's.
 
     ``paraphrase_prob``: share of instructions reworded (:func:`~ivl_embodied.rl.augment.paraphrase`);
+    ``mirror_prob``: share of images mirrored left-right with their boxes (one tile per image only);
+    ``retarget_prob``: share of examples given another task on the same scene (needs data format 2);
     ``aux_weight``: weight of the grounding auxiliary loss (0 disables it; needs data that records
     every object's box, i.e. data format 2); ``attn_weight``: weight of the box-attention
     supervision (:class:`BoxAttentionSupervision`; 0 disables it)."""
@@ -385,11 +420,13 @@ def train_sft(data_dir: str | Path, out: str | Path, model_cfg: ModelConfig | No
         (out / "config.json").write_text(json.dumps(
             {"model": to_dict(model_cfg) if init is None else None, "train": to_dict(train_cfg), "optim": to_dict(optim_cfg),
              "data": str(data_dir), "data_content_hash": data.manifest["content_hash"],
-             "paraphrase_prob": paraphrase_prob, "aux_weight": aux_weight, "attn_weight": attn_weight,
+             "paraphrase_prob": paraphrase_prob, "mirror_prob": mirror_prob, "retarget_prob": retarget_prob,
+             "aux_weight": aux_weight,
+             "attn_weight": attn_weight,
              "init": None if init is None else str(init)},
             indent=2))
     batch_fn = make_batch_fn(data, train_cfg.seed, paraphrase_prob, grounding,
-                             model_cfg.tile_size // model_cfg.patch_size)
+                             model_cfg.tile_size // model_cfg.patch_size, mirror_prob, retarget_prob)
 
     trainer = Trainer(
         model, n_train, batch_fn, out, train_cfg, optim_cfg, accelerator=acc, progress=progress, stage="sft",
@@ -411,6 +448,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         g.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(m, name))
     g = parser.add_argument_group("generalisation (see ivl_embodied.rl.augment)")
     g.add_argument("--paraphrase-prob", type=float, default=0.5, help="share of instructions reworded")
+    g.add_argument("--mirror-prob", type=float, default=0.5,
+                   help="share of images mirrored left-right with their boxes (0: off; needs one tile per image)")
+    g.add_argument("--retarget-prob", type=float, default=0.5,
+                   help="share of examples given another task on the same scene (0: off)")
     g.add_argument("--aux-weight", type=float, default=1.0, help="grounding auxiliary loss weight (0: off)")
     g.add_argument("--attn-weight", type=float, default=1.0, help="box-attention supervision weight (0: off)")
 
@@ -427,6 +468,7 @@ def run(args: argparse.Namespace) -> int:
     last = train_sft(args.data, args.out, model_cfg, train_cfg, optim_cfg, resume=args.resume,
                      stop_after=args.stop_after, progress=not args.no_progress,
                      paraphrase_prob=args.paraphrase_prob, aux_weight=args.aux_weight,
-                     attn_weight=args.attn_weight, init=args.init)
+                     attn_weight=args.attn_weight, init=args.init, mirror_prob=args.mirror_prob,
+                     retarget_prob=args.retarget_prob)
     print(json.dumps(last))
     return 0

@@ -44,6 +44,37 @@ def test_corrupt_shard_is_detected(tiny_data, tmp_path):
     assert not cache_is_valid(copy, config)
 
 
+def test_a_larger_or_interrupted_build_renders_only_the_shards_it_lacks(tiny_data, tmp_path, monkeypatch):
+    import dataclasses
+    import shutil
+
+    import ivl_embodied.rl.data as data
+
+    out, config = tiny_data
+    work = tmp_path / "grow"
+    shutil.copytree(out, work)
+    rendered = []
+    real = data.render_example
+    monkeypatch.setattr(data, "render_example", lambda task, cfg: (rendered.append(task.seed), real(task, cfg))[1])
+
+    bigger = dataclasses.replace(config, episodes=15)  # shards 0 and 1 (5 + 5) are the same tasks
+    meta = build_dataset(work, bigger, progress=False)
+    assert sorted(rendered) == list(range(10, 15)), "only the last shard (seeds 10..14) is new"
+    assert (meta["rendered"], meta["reused"], meta["examples"]) == (5, 10, 15)
+    fresh = build_dataset(tmp_path / "fresh", bigger, progress=False)
+    assert fresh["content_hash"] == meta["content_hash"]  # growing gives exactly a fresh build
+
+    # an interrupted build: shard 1's sidecar never got written, shard 0 was damaged on disk
+    (work / "manifest.json").unlink()
+    (work / "shard-00001.json").unlink()
+    raw = bytearray((work / "shard-00000.safetensors").read_bytes())
+    raw[-1] ^= 0xFF
+    (work / "shard-00000.safetensors").write_bytes(bytes(raw))
+    rendered.clear()
+    assert build_dataset(work, bigger, progress=False)["content_hash"] == fresh["content_hash"]
+    assert sorted(rendered) == list(range(10)), "shards 0 and 1 are rendered again, shard 2 reused"
+
+
 def test_images_are_tiled_and_match_a_fresh_render(tiny_data):
     from ivl_embodied.sim.tasks import generate_split
 

@@ -48,9 +48,9 @@ def test_sft_overfits_a_handful_of_examples(tiny_data, tiny_model, tmp_path):
     out = tmp_path / "sft"
     train = TrainConfig(steps=120, batch_size=3, eval_interval=1000, checkpoint_interval=1000, log_interval=10,
                         holdout=9, eval_examples=1, device="cpu")  # trains on examples 0..2 only
-    # the plain SFT loop (paraphrases and the auxiliary terms are tested on their own below)
+    # the plain SFT loop (the augmentations and the auxiliary terms are tested on their own)
     train_sft(data_dir, out, ModelConfig(**tiny_model), train, OptimConfig(lr=3e-3, warmup_steps=10), progress=False,
-              paraphrase_prob=0.0, aux_weight=0.0, attn_weight=0.0)
+              paraphrase_prob=0.0, aux_weight=0.0, attn_weight=0.0, mirror_prob=0.0, retarget_prob=0.0)
     rows = json.loads((out / "metrics.json").read_text())
     losses = [r["train/plan_loss"] for r in rows if "train/plan_loss" in r]  # the plans, without the aux terms
     assert losses[-1] < losses[0] / 20, losses
