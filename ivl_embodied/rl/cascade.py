@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -147,6 +148,7 @@ def evaluate_stages(root: Path, stages: list[str], episodes: dict[str, int], dev
     from ivl_embodied.sim.tasks import load_split
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    workers = os.cpu_count() or 1  # episodes in parallel on the CPU (one process on CUDA)
     (root / "eval").mkdir(exist_ok=True)
     rows = []
     for stage in stages:
@@ -158,7 +160,7 @@ def evaluate_stages(root: Path, stages: list[str], episodes: dict[str, int], dev
                     summary = json.loads(path.read_text())
                 else:
                     summary, _ = evaluate(str(root / stage), load_split(split)[: episodes[split]], f"split:{split}",
-                                          vir=vir, device=device)
+                                          vir=vir, device=device, workers=workers)
                     path.write_text(json.dumps(summary, indent=2))
                 logger.info("cascade eval: %s ViR %s %s: success %.1f%% (%d episodes)", stage, vir, split,
                             100 * summary["success_rate"], summary["episodes"])

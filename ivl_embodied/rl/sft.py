@@ -15,7 +15,8 @@ the plan loss alone, boxes stayed at chance after 2000 steps while the token los
 Instructions are reworded on the fly (:func:`~ivl_embodied.rl.augment.paraphrase`) so held-out
 phrasings can be followed. None of this changes the saved planner's architecture. The last
 ``holdout`` examples of the data are never trained on: the eval hook scores them
-(teacher-forced loss; greedy decoding -> parse rate, exact match, box IoU, boxes with IoU > 0.5).
+(teacher-forced loss; greedy decoding -> parse rate, exact match, box IoU, boxes with IoU > 0.5,
+boxes whose centre lies inside the reference box).
 The result is written in the default-planner layout (``OUT/vision`` + ``OUT/language`` +
 ``OUT/vision/ivl_planner.json``), so ``ivl-embodied sim-eval --planner OUT`` runs it.
 """
@@ -241,17 +242,24 @@ def box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def centre_inside(pred, ref) -> bool:
+    """Whether ``pred``'s centre lies inside ``ref``: what 3D grounding needs to find the right object."""
+    cx, cy = (pred[0] + pred[2]) / 2, (pred[1] + pred[3]) / 2
+    return ref[0] <= cx <= ref[2] and ref[1] <= cy <= ref[3]
+
+
 def plan_metrics(predicted: str, reference: str) -> dict:
-    """Exact match, and IoU of each reference box with the predicted box in the same place."""
+    """Exact match; for each reference box, its IoU with the predicted box in the same place and
+    whether that box's centre lies inside it (``centred``)."""
     from ..plan.schema import PlanParseError, parse_plan
 
     ref = parse_plan(reference)
+    n_boxes = sum((s.box is not None) + (s.target_box is not None) for s in ref.steps)
     try:
         pred = parse_plan(predicted)
     except PlanParseError:
-        return {"parsed": 0.0, "exact": 0.0, "ious": [0.0] * sum(
-            (s.box is not None) + (s.target_box is not None) for s in ref.steps), "structure": 0.0}
-    ious, same = [], len(pred.steps) == len(ref.steps)
+        return {"parsed": 0.0, "exact": 0.0, "ious": [0.0] * n_boxes, "centred": [False] * n_boxes, "structure": 0.0}
+    ious, centred, same = [], [], len(pred.steps) == len(ref.steps)
     for i, r in enumerate(ref.steps):
         p = pred.steps[i] if i < len(pred.steps) else None
         same = same and p is not None and (p.action, p.object, p.target) == (r.action, r.object, r.target)
@@ -260,7 +268,9 @@ def plan_metrics(predicted: str, reference: str) -> dict:
             if rb is not None:
                 pb = getattr(p, field) if p is not None else None
                 ious.append(box_iou(pb, rb) if pb is not None else 0.0)
-    return {"parsed": 1.0, "exact": float(predicted == reference), "ious": ious, "structure": float(same)}
+                centred.append(pb is not None and centre_inside(pb, rb))
+    return {"parsed": 1.0, "exact": float(predicted == reference), "ious": ious, "centred": centred,
+            "structure": float(same)}
 
 
 def make_eval_fn(data: PlanDataset, holdout: list[int], eval_examples: int, batch_size: int):
@@ -278,6 +288,7 @@ def make_eval_fn(data: PlanDataset, holdout: list[int], eval_examples: int, batc
         if eval_examples:
             agg = {"parsed": 0.0, "exact": 0.0, "structure": 0.0}
             ious: list[float] = []
+            centred: list[bool] = []
             # unconstrained greedy decoding: the parse rate then measures the model, not the decoder
             settings = GenerationSettings(max_new_tokens=160, constrained=False)
             for j in holdout[:eval_examples]:
@@ -285,11 +296,13 @@ def make_eval_fn(data: PlanDataset, holdout: list[int], eval_examples: int, batc
                 text = model.planner.generate(vis, data.examples[j].instruction, settings).text
                 m = plan_metrics(text, data.examples[j].plan)
                 ious.extend(m.pop("ious"))
+                centred.extend(m.pop("centred"))
                 for k in agg:
                     agg[k] += m[k] / eval_examples
             out.update(agg)
             out["box_iou"] = sum(ious) / max(len(ious), 1)
             out["box_acc50"] = sum(v > 0.5 for v in ious) / max(len(ious), 1)
+            out["box_centred"] = sum(centred) / max(len(centred), 1)
         return out
 
     return evaluate

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vir", choices=("full", "auto", "compressed"), default="full",
                         help="learned planners: Visual Resolution Router mode (all 256 / routed / all 64)")
     parser.add_argument("--device", default="cpu", help="learned planners: cpu | cuda")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="run episodes in this many processes (CPU; each loads its own planner)")
 
 
 def summarize(results, wall_s: float, planner: str, source: str) -> dict:
@@ -57,27 +59,75 @@ def summarize(results, wall_s: float, planner: str, source: str) -> dict:
     }
 
 
-def evaluate(planner_name: str, tasks, source: str, vir: str = "full", device: str = "cpu",
-             record_dir=None) -> tuple[dict, list]:
-    """Run ``tasks`` with the planner ``planner_name`` (oracle | default | a directory); returns
-    (:func:`summarize`'s dict, plus ViR token figures for learned planners; the episode results)."""
+def _run_one(planner, task, record_dir) -> tuple:
+    """One episode with ``planner``: (result, the visual tokens of each tile it saw, tokens of a full tile)."""
     from ivl_embodied.sim.episode import run_episode
+
+    seen = len(getattr(planner, "tile_tokens", ()))
+    result = run_episode(task, planner, record_dir=record_dir)
+    tiles = list(getattr(planner, "tile_tokens", ())[seen:])
+    full = planner.encoder.config.tokens_full if tiles else None
+    return result, tiles, full
+
+
+_worker_planner = None  # one planner per evaluation worker process (or why it could not be made)
+
+
+def _init_worker(planner_name: str, options: dict, threads: int) -> None:
+    global _worker_planner
+    import torch
+
     from ivl_embodied.sim.planners import make_planner
 
+    torch.set_num_threads(threads)
+    try:
+        _worker_planner = make_planner(planner_name, **options)
+    except Exception as e:  # raised from each episode instead: a failing initializer makes Pool respawn forever
+        _worker_planner = e
+
+
+def _worker_episode(job) -> tuple:
+    if isinstance(_worker_planner, Exception):
+        raise _worker_planner
+    task, record_dir = job
+    return _run_one(_worker_planner, task, record_dir)
+
+
+def evaluate(planner_name: str, tasks, source: str, vir: str = "full", device: str = "cpu",
+             record_dir=None, workers: int = 1) -> tuple[dict, list]:
+    """Run ``tasks`` with the planner ``planner_name`` (oracle | default | a directory); returns
+    (:func:`summarize`'s dict, plus ViR token figures for learned planners; the episode results).
+
+    ``workers > 1`` runs episodes in that many processes, each with its own planner (episodes
+    are independent and deterministic, so the results are those of one process, in task order)."""
+    from ivl_embodied.sim.planners import make_planner
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     options = {} if planner_name == "oracle" else {"vir": vir, "device": device}
-    planner = make_planner(planner_name, **options)
+    tasks = list(tasks)
+    workers = min(workers, len(tasks)) if device == "cpu" else 1
     t0 = time.perf_counter()
-    results = []
-    for i, task in enumerate(tasks):
-        r = run_episode(task, planner, record_dir=record_dir)
-        results.append(r)
-        log.info("episode %d/%d seed %d %s: %s %s", i + 1, len(tasks), task.seed, task.goal.type,
+    if workers > 1:
+        import multiprocessing as mp
+        import os
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        # spawn: a fresh interpreter per worker, so no GL context or torch threads are inherited
+        with mp.get_context("spawn").Pool(workers, _init_worker, (planner_name, options, threads)) as pool:
+            runs = list(pool.imap(_worker_episode, [(t, record_dir) for t in tasks]))
+    else:
+        planner = make_planner(planner_name, **options)
+        runs = [_run_one(planner, t, record_dir) for t in tasks]
+    results = [r for r, _, _ in runs]
+    for i, r in enumerate(results):
+        log.info("episode %d/%d seed %d %s: %s %s", i + 1, len(tasks), r.task.seed, r.task.goal.type,
                  "success" if r.success else "FAIL", r.reason)
     summary = summarize(results, time.perf_counter() - t0, planner_name, source)
-    tiles = getattr(planner, "tile_tokens", None)
+    tiles = [t for _, per_episode, _ in runs for t in per_episode]  # per image: tokens of each tile
     if tiles:  # learned planner: how many visual tokens the language model saw
         flat = [t for per_image in tiles for t in per_image]
-        full = planner.encoder.config.tokens_full
+        full = next(f for _, _, f in runs if f is not None)
         summary["vir"] = vir
         summary["visual_tokens_per_image"] = round(sum(flat) / len(tiles), 2)
         summary["full_tokens_per_image"] = round(full * len(flat) / len(tiles), 2)
@@ -99,9 +149,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
             return 2
         tasks = tasks[: args.episodes]
+    if args.workers < 1:
+        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
     try:
         summary, results = evaluate(args.planner, tasks, args.tasks or f"split:{args.split}", vir=args.vir,
-                                    device=args.device, record_dir=args.record)
+                                    device=args.device, record_dir=args.record, workers=args.workers)
     except PlannerNotAvailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

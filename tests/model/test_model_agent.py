@@ -64,3 +64,32 @@ def test_sim_eval_reports_visual_tokens_per_vir_mode(tiny_flash_ckpt, tmp_path, 
         shares[vir] = (out["compressed_tile_share"], out["visual_tokens_per_image"])
     assert shares["full"] == (0.0, 4.0)  # one 56-px tile: 4 tokens at full resolution
     assert shares["compressed"] == (1.0, 1.0)  # 75% fewer visual tokens
+
+
+def test_parallel_evaluation_equals_one_process(tiny_flash_ckpt):
+    """Two worker processes give the same episodes, in task order, and the same token figures."""
+    pytest.importorskip("mujoco")
+    from ivl_embodied.sim.eval_cli import evaluate
+    from ivl_embodied.sim.tasks import load_split
+
+    tasks = load_split("val")[:3]
+    one, r1 = evaluate(str(tiny_flash_ckpt), tasks, "split:val", vir="compressed")
+    two, r2 = evaluate(str(tiny_flash_ckpt), tasks, "split:val", vir="compressed", workers=2)
+    assert [r.task.seed for r in r2] == [t.seed for t in tasks]
+    assert [(r.success, r.stage, r.plan_text) for r in r2] == [(r.success, r.stage, r.plan_text) for r in r1]
+    keys = ("episodes", "success_rate", "per_type", "failure_stages", "visual_tokens_per_image",
+            "full_tokens_per_image", "compressed_tile_share")
+    assert {k: two[k] for k in keys} == {k: one[k] for k in keys}
+    assert two["visual_tokens_per_image"] == 1.0 and two["compressed_tile_share"] == 1.0
+
+
+def test_parallel_evaluation_reports_a_planner_that_cannot_load(tmp_path):
+    """A worker that cannot build its planner fails the evaluation (no endless pool respawns)."""
+    pytest.importorskip("mujoco")
+    from ivl_embodied.sim.eval_cli import evaluate
+    from ivl_embodied.sim.tasks import load_split
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate(str(tmp_path / "missing"), load_split("val")[:2], "split:val", workers=2)
+    with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
+        evaluate("oracle", load_split("val")[:2], "split:val", workers=0)

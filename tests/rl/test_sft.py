@@ -33,10 +33,15 @@ def test_plan_token_loss_hand_computed():
 
 def test_plan_metrics():
     ref = '[{"action":"pick","object":"red cube","box":[100,100,200,200]}]'
-    assert plan_metrics(ref, ref) == {"parsed": 1.0, "exact": 1.0, "ious": [1.0], "structure": 1.0}
+    assert plan_metrics(ref, ref) == {"parsed": 1.0, "exact": 1.0, "ious": [1.0], "centred": [True],
+                                      "structure": 1.0}
     half = '[{"action":"pick","object":"red cube","box":[100,100,200,150]}]'
     assert plan_metrics(half, ref)["ious"] == [pytest.approx(0.5)]
+    assert plan_metrics(half, ref)["centred"] == [True]  # centre (150, 125) lies inside the reference
+    beside = '[{"action":"pick","object":"red cube","box":[180,100,280,200]}]'  # centre x 230 > 200
+    assert plan_metrics(beside, ref)["centred"] == [False] and plan_metrics(beside, ref)["ious"][0] > 0
     assert plan_metrics("not a plan", ref)["parsed"] == 0.0
+    assert plan_metrics("not a plan", ref)["centred"] == [False]
 
 
 def test_sft_overfits_a_handful_of_examples(tiny_data, tiny_model, tmp_path):
