@@ -123,7 +123,7 @@ class OptimConfig:
 class TrainConfig:
     """The loop: ``steps`` optimizer steps of ``batch_size x grad_accum`` samples per process."""
 
-    steps: int = 10_000
+    steps: int = 8_000
     batch_size: int = 16
     grad_accum: int = 1
     eval_interval: int = 1000

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -273,13 +274,35 @@ def pairs_fingerprint(data: PlanDataset, indices: list[int], cfg: PairConfig, in
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
+_pair_worker: tuple | None = None  # (policy, data, cfg) of a pair-building worker process
+
+
+def _init_pair_worker(init: str, data_dir: str, cfg: PairConfig, threads: int) -> None:
+    global _pair_worker
+    torch.set_num_threads(threads)
+    _pair_worker = (load_policy(init), PlanDataset(data_dir), cfg)
+
+
+def _pair_job(index: int) -> dict:
+    model, data, cfg = _pair_worker
+    return pair_for_example(model, data, index, cfg)
+
+
 def build_pairs(model: SFTModel, data: PlanDataset, indices: list[int], cfg: PairConfig, path: str | Path,
-                init_hash: str = "", progress: bool = True) -> list[dict]:
+                init_hash: str = "", progress: bool = True, workers: int = 1, init: str | Path | None = None) -> list[dict]:
     """Preference pairs for ``indices`` in JSONL ``path`` (reused when the fingerprint matches).
 
     Returns every record, skipped prompts included (they carry ``"skipped"``); train on the
     records that have ``chosen``. ``path``'s sibling ``<stem>.meta.json`` says how fast it went.
+
+    ``workers > 1`` builds prompts in that many processes, each loading the planner from ``init``
+    (the directory ``model`` came from) and the data; a prompt's record depends only on its
+    seeds, so the records are those of one process, written in order.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if workers > 1 and init is None:
+        raise ValueError("building pairs with workers > 1 needs init, the planner directory each worker loads")
     from tqdm import tqdm
 
     path = Path(path)
@@ -304,9 +327,19 @@ def build_pairs(model: SFTModel, data: PlanDataset, indices: list[int], cfg: Pai
     partial.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in done))
     partial_fp.write_text(fp)
     t0, episodes, resumed = time.perf_counter(), 0, len(done)
-    with open(partial, "a") as f:
-        for i in tqdm(indices[len(done):], desc="pairs", unit="prompt", disable=not progress):
-            rec = pair_for_example(model, data, i, cfg)
+    todo = indices[len(done):]
+    with contextlib.ExitStack() as stack:
+        f = stack.enter_context(open(partial, "a"))
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            pool = stack.enter_context(mp.get_context("spawn").Pool(
+                min(workers, len(todo)), _init_pair_worker, (str(init), str(data.root), cfg, threads)))
+            records = pool.imap(_pair_job, todo)  # in order: the partial file stays a prefix of indices
+        else:
+            records = (pair_for_example(model, data, i, cfg) for i in todo)
+        for rec in tqdm(records, total=len(todo), desc="pairs", unit="prompt", disable=not progress):
             episodes += rec["episodes"]
             f.write(json.dumps(rec, sort_keys=True) + "\n")
             f.flush()
@@ -413,8 +446,9 @@ def make_mpo_eval_fn(data: PlanDataset, pairs: list[dict], holdout: list[int], t
 def train_mpo(data_dir: str | Path, init: str | Path, out: str | Path, pair_cfg: PairConfig | None = None,
               mpo_cfg: MPOConfig | None = None, train_cfg: TrainConfig | None = None,
               optim_cfg: OptimConfig | None = None, pairs_path: str | Path | None = None, resume: bool = False,
-              stop_after: int | None = None, progress: bool = True) -> dict:
-    """Build (or reuse) the pairs, then run MPO; returns the last logged row."""
+              stop_after: int | None = None, progress: bool = True, pair_workers: int = 1) -> dict:
+    """Build (or reuse) the pairs (``pair_workers`` processes, see :func:`build_pairs`), then run
+    MPO; returns the last logged row."""
     from .trainer import Trainer, make_accelerator
 
     pair_cfg, mpo_cfg = pair_cfg or PairConfig(), mpo_cfg or MPOConfig()
@@ -439,7 +473,7 @@ def train_mpo(data_dir: str | Path, init: str | Path, out: str | Path, pair_cfg:
     pairs_path = Path(pairs_path) if pairs_path is not None else out / "pairs.jsonl"
     # every rank builds the same pairs deterministically would waste the sim: rank 0 builds, the rest read
     if acc.is_main_process:
-        build_pairs(policy, data, indices, pair_cfg, pairs_path, init_hash, progress)
+        build_pairs(policy, data, indices, pair_cfg, pairs_path, init_hash, progress, workers=pair_workers, init=init)
     acc.wait_for_everyone()
     records = build_pairs(policy, data, indices, pair_cfg, pairs_path, init_hash, progress=False)
     pairs = [r for r in records if "chosen" in r]
@@ -478,8 +512,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-new-tokens", type=int, default=p.max_new_tokens)
     g.add_argument("--prompts", type=int, default=120, help="use only the first N training prompts (0: all)")
     g.add_argument("--negatives", default=",".join(p.negatives), help=f"comma list of {','.join(NEGATIVES)}")
+    g.add_argument("--pair-workers", type=int, default=0,
+                   help="processes that build pairs (0: one per CPU core)")
     g = parser.add_argument_group("loss")
     g.add_argument("--beta", type=float, default=MPOConfig.beta)
+
+
+def pair_workers(requested: int) -> int:
+    """``--pair-workers``: 0 means one per CPU core (pairs are sampled and simulated on the CPU)."""
+    if requested < 0:
+        raise SystemExit(f"error: --pair-workers must be >= 0, got {requested}")
+    return requested or os.cpu_count() or 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -491,6 +534,6 @@ def run(args: argparse.Namespace) -> int:
     train_cfg, optim_cfg = configs_from_args(args)
     last = train_mpo(args.data, args.init, args.out, pair_cfg, MPOConfig(beta=args.beta), train_cfg, optim_cfg,
                      pairs_path=args.pairs, resume=args.resume, stop_after=args.stop_after,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, pair_workers=pair_workers(args.pair_workers))
     print(json.dumps(last))
     return 0

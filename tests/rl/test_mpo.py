@@ -78,6 +78,23 @@ def test_pairs_are_scored_in_the_sim(setup):
     assert sample_plans(policy, data, 0, cfg) == [c["text"] for c in records[0]["candidates"][:2]]
 
 
+def test_pairs_built_by_two_workers_equal_one_process(setup):
+    """Two worker processes, each loading the planner from its directory, write the same records in
+    prompt order (wall-clock figures aside)."""
+    data_dir, root, records, cfg = setup
+    data = PlanDataset(data_dir)
+    policy = load_policy(root / "init")
+    path = root / "pairs_two_workers.jsonl"
+    two = build_pairs(policy, data, [0, 1], cfg, path, planner_hash(root / "init"), progress=False,
+                      workers=2, init=root / "init")
+    assert two == records
+    assert [json.loads(line) for line in path.read_text().splitlines()] == records
+    with pytest.raises(ValueError, match="needs init"):
+        build_pairs(policy, data, [0, 1], cfg, root / "p3.jsonl", "", progress=False, workers=2)
+    with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
+        build_pairs(policy, data, [0, 1], cfg, root / "p4.jsonl", "", progress=False, workers=0)
+
+
 def test_synthetic_negatives_are_run_only_until_one_fails(setup):
     data_dir, root, _, _ = setup
     rec = pair_for_example(load_policy(root / "init"), PlanDataset(data_dir), 0, PairConfig(samples=0))
