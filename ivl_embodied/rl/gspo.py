@@ -143,7 +143,10 @@ def collect_rollout(model: SFTModel, pixel_values: torch.Tensor, instructions: S
                 idx_flat.append(int(idx))
         old = [t.detach().float().cpu() for t in score_token_ids(model.planner, vis_flat, ins_flat, token_ids)]
         t_gen = time.perf_counter()
-        results = [reward_fn(i, text) for i, text in zip(idx_flat, plans, strict=True)]
+        if hasattr(reward_fn, "many"):  # the whole rollout at once (SimReward: in parallel)
+            results = reward_fn.many(list(zip(idx_flat, plans, strict=True)))
+        else:
+            results = [reward_fn(i, text) for i, text in zip(idx_flat, plans, strict=True)]
         t_rew = time.perf_counter()
     finally:
         model.train(was_training)
@@ -226,29 +229,66 @@ class RolloutSource:
                                                                                for i in idx], "rollout": ro}
 
 
-def make_sim_reward_fn(data, weights: RewardWeights) -> RewardFn:
-    """Reward of (example index, plan) from :func:`plan_reward`, memoised (it is deterministic)."""
-    cache: dict[tuple[int, str], RewardBreakdown] = {}
+class SimReward:
+    """Reward of (example index, plan) from :func:`plan_reward`, memoised (it is deterministic).
 
-    def reward(index: int, text: str) -> RewardBreakdown:
-        key = (index, text)
-        if key not in cache:
-            ex = data.examples[index]
-            task = {"seed": ex.seed, "instruction": ex.instruction, "goal": ex.goal}
-            cache[key] = plan_reward(text, task, ex.plan, weights)
-            if len(cache) > 50_000:
-                cache.pop(next(iter(cache)))
-        return cache[key]
+    ``many(items)`` scores a whole rollout; with ``workers > 1`` the episodes it has not seen run
+    in a pool of that many processes (started on first use, ended by :meth:`close`)."""
 
-    return reward
+    def __init__(self, data, weights: RewardWeights, workers: int = 1):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+        self.data, self.weights, self.workers = data, weights, workers
+        self.cache: dict[tuple[int, str], RewardBreakdown] = {}
+        self._pool = None
+
+    def _job(self, index: int, text: str) -> tuple:
+        ex = self.data.examples[index]
+        return text, {"seed": ex.seed, "instruction": ex.instruction, "goal": ex.goal}, ex.plan, self.weights
+
+    def _remember(self, key: tuple[int, str], value: RewardBreakdown) -> None:
+        self.cache[key] = value
+        if len(self.cache) > 50_000:
+            self.cache.pop(next(iter(self.cache)))
+
+    def __call__(self, index: int, text: str) -> RewardBreakdown:
+        return self.many([(index, text)])[0]
+
+    def many(self, items: Sequence[tuple[int, str]]) -> list[RewardBreakdown]:
+        todo = list(dict.fromkeys(k for k in items if k not in self.cache))  # unseen, each once, in order
+        if len(todo) > 1 and self.workers > 1 and self.weights.execute:  # IoU alone is cheap
+            if self._pool is None:
+                import multiprocessing as mp
+
+                # spawn: fresh interpreters, no GL context or torch threads inherited
+                self._pool = mp.get_context("spawn").Pool(self.workers)
+            values = self._pool.starmap(plan_reward, [self._job(*k) for k in todo])
+        else:
+            values = [plan_reward(*self._job(*k)) for k in todo]
+        fresh = dict(zip(todo, values, strict=True))
+        for k, v in fresh.items():
+            self._remember(k, v)
+        return [fresh[k] if k in fresh else self.cache[k] for k in items]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+
+
+def make_sim_reward_fn(data, weights: RewardWeights, workers: int = 1) -> SimReward:
+    """The simulator reward for ``data``'s examples (:class:`SimReward`)."""
+    return SimReward(data, weights, workers)
 
 
 def train_gspo(init: str | Path, data_dir: str | Path, out: str | Path, gspo_cfg: GSPOConfig | None = None,
                train_cfg: TrainConfig | None = None, optim_cfg: OptimConfig | None = None,
                reward_weights: RewardWeights | None = None, reward_fn: RewardFn | None = None,
-               resume: bool = False, stop_after: int | None = None, progress: bool = True) -> dict:
+               resume: bool = False, stop_after: int | None = None, progress: bool = True,
+               reward_workers: int = 1) -> dict:
     """Run GSPO from the planner in ``init``; returns the last logged row. ``reward_fn`` overrides
-    the simulator reward (tests)."""
+    the simulator reward (tests); otherwise rollouts are simulated in ``reward_workers`` processes."""
     from ..model.checkpoints import load_language, load_vision
     from .data import PlanDataset
     from .trainer import Trainer, make_accelerator
@@ -277,8 +317,8 @@ def train_gspo(init: str | Path, data_dir: str | Path, out: str | Path, gspo_cfg
             {"init": str(init), "gspo": to_dict(gspo_cfg), "train": to_dict(train_cfg), "optim": to_dict(optim_cfg),
              "reward": to_dict(reward_weights) if reward_fn is None else "custom", "data": str(data_dir),
              "data_content_hash": data.manifest["content_hash"]}, indent=2))
-    source = RolloutSource(model, data, reward_fn or make_sim_reward_fn(data, reward_weights), gspo_cfg,
-                           train_cfg.seed, out, acc.process_index)
+    sim_reward = make_sim_reward_fn(data, reward_weights, reward_workers) if reward_fn is None else None
+    source = RolloutSource(model, data, reward_fn or sim_reward, gspo_cfg, train_cfg.seed, out, acc.process_index)
     trainer = Trainer(
         model, n_train, source, out, train_cfg, optim_cfg, accelerator=acc, progress=progress, stage="gspo",
         batch_fn_uses_model=True,
@@ -288,7 +328,11 @@ def train_gspo(init: str | Path, data_dir: str | Path, out: str | Path, gspo_cfg
                                                  "data_content_hash": data.manifest["content_hash"]}))
     source.model = acc.unwrap_model(trainer.model)  # the prepared (device-placed) module
     source.trainer = trainer
-    return trainer.fit(resume=resume, stop_after=stop_after)
+    try:
+        return trainer.fit(resume=resume, stop_after=stop_after)
+    finally:
+        if sim_reward is not None:
+            sim_reward.close()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -309,6 +353,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--epsilon-high", type=float, default=c.epsilon_high)
     g = parser.add_argument_group("reward")
     g.add_argument("--no-execute", action="store_true", help="IoU-only reward: skip the simulated execution")
+    g.add_argument("--reward-workers", type=int, default=0,
+                   help="processes that simulate a rollout's plans (0: one per CPU core)")
     g.add_argument("--w-parse", type=float, default=w.parse)
     g.add_argument("--w-grounding", type=float, default=w.grounding)
     g.add_argument("--w-success", type=float, default=w.success)
@@ -320,7 +366,10 @@ def run(args: argparse.Namespace) -> int:
     train_cfg, optim_cfg = configs_from_args(args)
     weights = RewardWeights(parse=args.w_parse, grounding=args.w_grounding, success=args.w_success,
                             execute=not args.no_execute)
+    if args.reward_workers < 0:
+        raise SystemExit(f"error: --reward-workers must be >= 0, got {args.reward_workers}")
     last = train_gspo(args.init, args.data, args.out, gspo_cfg, train_cfg, optim_cfg, weights, resume=args.resume,
-                      stop_after=args.stop_after, progress=not args.no_progress)
+                      stop_after=args.stop_after, progress=not args.no_progress,
+                      reward_workers=args.reward_workers or os.cpu_count() or 1)
     print(json.dumps(last))
     return 0

@@ -48,6 +48,28 @@ def test_reward_oracle_plan_is_max_and_wrong_object_is_low(tiny_data):
     assert bad.reward == 0.0 and bad.parsed == 0.0 and "unparseable" in bad.reason
 
 
+def test_sim_reward_in_two_processes_equals_one_and_memoises(tiny_data):
+    """A rollout's plans simulated by a 2-process pool score exactly as in this process, in order;
+    repeated plans are simulated once."""
+    from ivl_embodied.rl.gspo import SimReward
+
+    ds = PlanDataset(tiny_data[0])
+    items = [(0, ds.examples[0].plan), (1, ds.examples[1].plan), (0, "not a plan"), (0, ds.examples[0].plan),
+             (1, ds.examples[0].plan)]  # the last: another scene's boxes
+    one = SimReward(ds, RewardWeights()).many(items)
+    pooled = SimReward(ds, RewardWeights(), workers=2)
+    try:
+        two = pooled.many(items)
+        assert two == one
+        assert len(pooled.cache) == len(set(items))
+        assert pooled(0, ds.examples[0].plan) == one[0]  # from the cache
+    finally:
+        pooled.close()
+    assert one[0].success == 1.0 and one[2].parsed == 0.0
+    with pytest.raises(ValueError, match="workers must be an int >= 1, got 0"):
+        SimReward(ds, RewardWeights(), workers=0)
+
+
 def test_grounding_score_matches_by_step_and_role_and_charges_extra_boxes():
     ref = parse_plan('[{"action":"pick","object":"red cube","box":[100,100,200,200]},'
                      '{"action":"place","object":"red cube","target":"green bowl","target_box":[300,300,400,400]}]')
