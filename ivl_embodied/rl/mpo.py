@@ -500,7 +500,7 @@ def train_mpo(data_dir: str | Path, init: str | Path, out: str | Path, pair_cfg:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = PairConfig()
     # defaults: the default planner's recipe on our 2-core CPU (see the README's Cascade RL table)
-    add_run_arguments(parser, TrainConfig(steps=240, batch_size=8, eval_interval=80, checkpoint_interval=80,
+    add_run_arguments(parser, TrainConfig(steps=120, batch_size=8, eval_interval=40, checkpoint_interval=40,
                                           eval_examples=8), OptimConfig(lr=1e-4, warmup_steps=20),
                       init_help="starting planner: an SFT output directory",
                       data_help="train-split dataset directory from `train data`")

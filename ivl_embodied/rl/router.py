@@ -221,16 +221,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("router")
     g.add_argument("--tau", type=float, default=DEFAULT_ROUTER_TAU, help="compress when L64 / L256 < tau")
     g.add_argument("--class-balanced", action="store_true", help="mean of per-class losses")
-    g.add_argument("--label-examples", type=int, default=None, help="label at most this many training images")
+    g.add_argument("--label-examples", type=int, default=4000,
+                   help="label at most this many training images (0: all)")
     p = ViRPolicy()
     g.add_argument("--relative", type=float, default=p.relative, help="report: ViRPolicy relative quantile")
     g.add_argument("--absolute", type=float, default=p.absolute, help="report: ViRPolicy absolute threshold")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.label_examples < 0:
+        raise SystemExit(f"error: --label-examples must be >= 0, got {args.label_examples}")
     train_cfg, optim_cfg = configs_from_args(args)
     result = train_router(args.init, args.data, args.out, train_cfg, optim_cfg, tau=args.tau,
-                          class_balanced=args.class_balanced, label_examples_max=args.label_examples,
+                          class_balanced=args.class_balanced, label_examples_max=args.label_examples or None,
                           policy=ViRPolicy("auto", args.relative, args.absolute), resume=args.resume,
                           stop_after=args.stop_after, progress=not args.no_progress)
     print(json.dumps(result))
