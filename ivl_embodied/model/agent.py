@@ -72,10 +72,16 @@ class ModelPlanner:
         return self.last.text
 
 
+def planner_max_tiles(vision_dir: str | Path, default: int) -> int:
+    """The tile budget a planner was trained with (``ivl_planner.json`` beside its vision side,
+    written by ``ivl-embodied train``), or ``default`` for checkpoints without one."""
+    import json
+
+    meta = Path(vision_dir) / "ivl_planner.json"
+    return int(json.loads(meta.read_text()).get("max_tiles", default)) if meta.is_file() else default
+
+
 def make_planner(name: str, device: str = "cpu", vir: str = "full", max_tiles: int | None = None) -> ModelPlanner:
     vision, language = planner_dirs(name)
-    tiles = max_tiles
-    if tiles is None:
-        meta = vision / "ivl_planner.json"
-        tiles = int(__import__("json").loads(meta.read_text()).get("max_tiles", 1)) if meta.is_file() else 1
+    tiles = planner_max_tiles(vision, default=1) if max_tiles is None else max_tiles
     return ModelPlanner(vision, language, device=device, max_tiles=tiles, policy=ViRPolicy(vir))

@@ -16,6 +16,7 @@ from ivl_embodied.nodes.convert import MessageError, msg_to_image, payload_to_ms
 EMBEDDING = "ivl_embodied_msgs/msg/VisualEmbedding"
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 VIR_MODES = {"auto": "auto", "all256": "full", "all64": "compressed"}
+DEFAULT_MAX_TILES = 6  # for checkpoints that do not say what they were trained with
 
 
 class VisionNode(NodeBase):
@@ -26,7 +27,7 @@ class VisionNode(NodeBase):
         "engine": "",  # .onnx (onnxruntime) or .engine (tensorrt); torch uses `checkpoint`
         "device": "cpu",
         "dtype": "bfloat16",
-        "max_num_tiles": 6,
+        "max_num_tiles": 0,  # 0: what the checkpoint was trained with (ivl_planner.json), else 6
         "vir_mode": "auto",
         "vir_relative": 0.5,
         "vir_absolute": 0.5,
@@ -45,8 +46,15 @@ class VisionNode(NodeBase):
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {p['dtype']!r}")
         if p["vir_mode"] not in VIR_MODES:
             raise ValueError(f"vir_mode must be one of {sorted(VIR_MODES)}, got {p['vir_mode']!r}")
+        if isinstance(p["max_num_tiles"], bool) or not isinstance(p["max_num_tiles"], int) or p["max_num_tiles"] < 0:
+            raise ValueError(f"max_num_tiles must be an int >= 0 (0: the checkpoint's own), got {p['max_num_tiles']!r}")
+        self.max_tiles = p["max_num_tiles"] or DEFAULT_MAX_TILES
         if p["backend"] == "torch":
             path = resolve_checkpoint(p["checkpoint"], "vision")
+            if not p["max_num_tiles"]:
+                from ivl_embodied.model.agent import planner_max_tiles
+
+                self.max_tiles = planner_max_tiles(path, default=DEFAULT_MAX_TILES)
         elif not p["engine"]:
             raise ValueError(f"backend {p['backend']!r} needs the `engine` parameter (an exported .onnx/.engine)")
         else:
@@ -94,7 +102,7 @@ class VisionNode(NodeBase):
             self.logger.error("dropping image on %s: %s", self.params["image_topic"], e)
             return
         t0 = time.perf_counter()
-        tiles = tile_image(rgb, TilingConfig(tile_size=self.backend.tile_size, max_tiles=self.params["max_num_tiles"]))
+        tiles = tile_image(rgb, TilingConfig(tile_size=self.backend.tile_size, max_tiles=self.max_tiles))
         emb = self.backend.encode(tiles, self.policy)
         payload = emb.to_payload(DTYPES[self.params["dtype"]])
         self.pub.publish(payload_to_msg(payload, stamp_to_ns(msg.header.stamp), msg.header.frame_id))

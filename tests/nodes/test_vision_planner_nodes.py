@@ -68,6 +68,34 @@ def test_vision_node_publishes_what_the_encoder_computes(vision):
     assert len(vision.pub.msgs) == 1
 
 
+def test_vision_node_tiles_as_the_checkpoint_was_trained(loopback_dds, split_tiny, tmp_path):
+    """max_num_tiles 0 (the default) takes the planner's own tile budget from ivl_planner.json: a
+    one-tile planner gets the whole frame in one tile, as in training and sim-eval."""
+    import shutil
+
+    from ivl_embodied.nodes.vision_node import VisionNode
+
+    vision_dir = tmp_path / "vision"
+    shutil.copytree(split_tiny["vision"], vision_dir)
+    counts = {}
+    for name, params in (("no meta", {}), ("meta", {}), ("explicit", {"max_num_tiles": 4})):
+        if name == "meta":
+            (vision_dir / "ivl_planner.json").write_text('{"max_tiles": 1, "tile_size": 56}')
+        node = VisionNode.create({"checkpoint": str(vision_dir), "vir_mode": "all256", **params})
+        node.pub = Capture()
+        try:
+            node.encode_and_publish(image_to_msg(_rgb(w=200, h=60), 1, "cam"))
+            (msg,) = node.pub.msgs
+            counts[name] = (node.max_tiles, msg.grid_cols * msg.grid_rows + int(msg.has_thumbnail))
+        finally:
+            node.shutdown()
+    assert counts["meta"] == (1, 1)
+    assert counts["no meta"][0] == 6 and counts["no meta"][1] > 1  # InternVL tiling of a wide image
+    assert counts["explicit"][0] == 4 and counts["explicit"][1] > 1
+    with pytest.raises(ValueError, match="max_num_tiles must be an int >= 0"):
+        VisionNode.create({"checkpoint": str(vision_dir), "max_num_tiles": -1})
+
+
 def test_vision_node_drops_stale_and_malformed_images(vision, caplog):
     vision.params["max_input_age_s"] = 0.05
     vision.on_image(image_to_msg(_rgb(), 0, "cam"))
