@@ -81,12 +81,22 @@ def build_planner_modules(cfg: ModelConfig, tokenizer) -> tuple[VisionEncoder, L
     return encoder, planner
 
 
-def plan_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean next-token CE over labelled positions, and the token accuracy there."""
+def plan_token_loss(logits: torch.Tensor, labels: torch.Tensor,
+                    weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean next-token CE over labelled positions, and the token accuracy there.
+
+    ``weights`` [B, L] (optional, same layout as ``labels``): the CE of predicting ``labels[b, t]``
+    counts ``weights[b, t]`` times, and the mean is taken over the weights (all ones = the plain mean)."""
     pred = logits[:, :-1].float()  # [B, L-1, V] predicts token t+1
     target = labels[:, 1:]  # [B, L-1]
-    loss = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=-100)
     mask = target != -100
+    if weights is None:
+        loss = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=-100)
+    else:
+        ce = F.cross_entropy(pred.reshape(-1, pred.shape[-1]), target.reshape(-1), ignore_index=-100,
+                             reduction="none").reshape(target.shape)  # [B, L-1]
+        w = weights[:, 1:].to(ce.dtype) * mask
+        loss = (ce * w).sum() / w.sum().clamp(min=1e-12)
     acc = ((pred.argmax(-1) == target) & mask).sum() / mask.sum().clamp(min=1)
     return loss, acc
 
@@ -132,27 +142,56 @@ class GroundingHead(nn.Module):
 BOX_PATTERN = re.compile(r'"(?:box|target_box)":\[(\d+),(\d+),(\d+),(\d+)\]')
 
 
+def box_digit_tokens(tokenizer, plan: str) -> list[tuple[int, float, float, bool]]:
+    """The box-coordinate digit tokens of ``plan``, as (index among the plan's tokens, centre x,
+    centre y of their box in its own 0..1000 frame, whether it is the box's first digit)."""
+    offsets = tokenizer(plan, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    out = []
+    for m in BOX_PATTERN.finditer(plan):
+        x1, y1, x2, y2 = (int(v) for v in m.groups())
+        first = True
+        for t, (a, b) in enumerate(offsets):
+            if a >= m.start(1) and b <= m.end(4) and plan[a:b].isdigit():
+                out.append((t, (x1 + x2) / 2, (y1 + y2) / 2, first))
+                first = False
+    return out
+
+
 def box_attention_targets(tokenizer, prompt_ids: Sequence[int], image_token_id: int, plan: str,
-                          box_max: int = 1000) -> tuple[list[int], list[int]]:
+                          box_max: int = 1000, first_only: bool = False) -> tuple[list[int], list[int]]:
     """Where the box digits of ``plan`` should look: (query positions, key positions) in the
     sequence ``prompt_ids + plan tokens``. The query is the position that predicts a box digit
     (the token before it); the key is the visual token whose cell holds the box centre, on the
-    single tile's square token grid."""
+    single tile's square token grid. ``first_only``: only the query that predicts each box's
+    first digit, the one that decides *which* object the box is about (the later digits can
+    follow the ones already written)."""
     img_pos = [i for i, t in enumerate(prompt_ids) if t == image_token_id]
     grid = int(round(len(img_pos) ** 0.5))
     if grid * grid != len(img_pos) or not img_pos:
         raise ValueError(f"box attention needs one square tile of visual tokens, got {len(img_pos)} tokens")
-    offsets = tokenizer(plan, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     queries, keys = [], []
-    for m in BOX_PATTERN.finditer(plan):
-        x1, y1, x2, y2 = (int(v) for v in m.groups())
-        col = min(int((x1 + x2) / 2 * grid / box_max), grid - 1)
-        row = min(int((y1 + y2) / 2 * grid / box_max), grid - 1)
-        for t, (a, b) in enumerate(offsets):
-            if a >= m.start(1) and b <= m.end(4) and plan[a:b].isdigit():
-                queries.append(len(prompt_ids) + t - 1)
-                keys.append(img_pos[row * grid + col])
+    for t, cx, cy, first in box_digit_tokens(tokenizer, plan):
+        if first_only and not first:
+            continue
+        col = min(int(cx * grid / box_max), grid - 1)
+        row = min(int(cy * grid / box_max), grid - 1)
+        queries.append(len(prompt_ids) + t - 1)
+        keys.append(img_pos[row * grid + col])
     return queries, keys
+
+
+def box_token_weights(tokenizer, labels: torch.Tensor, plans: Sequence[str], box_weight: float) -> torch.Tensor:
+    """[B, L] loss weights for ``labels`` (from :meth:`LanguagePlanner.forward_batch`, each plan's
+    tokens starting at its first labelled position): ``box_weight`` on box digits, 1 elsewhere."""
+    weights = torch.ones(labels.shape, dtype=torch.float32, device=labels.device)
+    for b, plan in enumerate(plans):
+        labelled = (labels[b] != -100).nonzero()
+        if len(labelled) == 0:
+            continue
+        start = int(labelled[0])
+        for t, *_ in box_digit_tokens(tokenizer, plan):
+            weights[b, start + t] = box_weight
+    return weights
 
 
 class BoxAttentionSupervision:
@@ -174,38 +213,54 @@ class BoxAttentionSupervision:
     def _capture(self, module, args, output) -> None:
         self.weights = output[1]  # [B, H, L, L]
 
-    def loss(self, planner: LanguagePlanner, visuals, instructions, plans) -> torch.Tensor:
-        """Mean -log attention of the supervised head from each box-digit query to its object."""
+    def loss(self, planner: LanguagePlanner, visuals, instructions, plans, decision_weight: float = 0.0) -> torch.Tensor:
+        """Mean -log attention of the supervised head from each box-digit query to its object,
+        plus ``decision_weight x`` the same mean over the queries of each box's first digit only
+        (:func:`box_attention_targets` with ``first_only``)."""
         if self.weights is None:
             raise RuntimeError("no attention captured: run the language model forward first")
-        bs, qs, ks = [], [], []
-        for b, (vis, ins, plan) in enumerate(zip(visuals, instructions, plans, strict=True)):
-            q, k = box_attention_targets(planner.tokenizer, planner.prompt_ids(vis, ins), planner.image_token_id, plan)
-            bs += [b] * len(q)
-            qs += q
-            ks += k
-        if not qs:
-            return self.weights.sum() * 0.0
-        w = self.weights[torch.tensor(bs), self.head, torch.tensor(qs), torch.tensor(ks)]  # [N]
-        return -torch.log(w.float().clamp_min(1e-6)).mean()
+        total = self.weights.sum() * 0.0
+        for first_only, weight in ((False, 1.0), (True, decision_weight)):
+            if not weight:
+                continue
+            bs, qs, ks = [], [], []
+            for b, (vis, ins, plan) in enumerate(zip(visuals, instructions, plans, strict=True)):
+                q, k = box_attention_targets(planner.tokenizer, planner.prompt_ids(vis, ins), planner.image_token_id,
+                                             plan, first_only=first_only)
+                bs += [b] * len(q)
+                qs += q
+                ks += k
+            if qs:
+                w = self.weights[torch.tensor(bs), self.head, torch.tensor(qs), torch.tensor(ks)]  # [N]
+                total = total + weight * -torch.log(w.float().clamp_min(1e-6)).mean()
+        return total
 
 
 class SFTModel(nn.Module):
     """Vision encoder + language planner as one module: ``forward(batch) -> (loss, metrics)``.
 
     With ``aux_weight > 0`` (and one tile per image) a :class:`GroundingHead` on the visual tokens
-    adds ``aux_weight x`` its loss; the head is never saved with the planner."""
+    adds ``aux_weight x`` its loss; the head is never saved with the planner. ``box_weight``: the
+    plan CE of each box-coordinate digit counts this many times (1: the plain token mean), since
+    those few tokens are the grounding and the rest of a plan is easy JSON. ``decision_weight``:
+    extra box-attention supervision of each box's first digit (:meth:`BoxAttentionSupervision.loss`)."""
 
     def __init__(self, encoder: VisionEncoder, planner: LanguagePlanner, tiles_per_image: int = 1,
-                 aux_weight: float = 0.0, attn_weight: float = 0.0):
+                 aux_weight: float = 0.0, attn_weight: float = 0.0, box_weight: float = 1.0,
+                 decision_weight: float = 0.0):
         super().__init__()
         self.encoder, self.planner, self.tiles_per_image = encoder, planner, tiles_per_image
-        for name, v in (("aux_weight", aux_weight), ("attn_weight", attn_weight)):
+        for name, v in (("aux_weight", aux_weight), ("attn_weight", attn_weight), ("decision_weight", decision_weight)):
             if not v >= 0:
                 raise ValueError(f"{name} must be >= 0, got {v!r}")
+        if not box_weight > 0:
+            raise ValueError(f"box_weight must be > 0, got {box_weight!r}")
+        if decision_weight and not attn_weight:
+            raise ValueError(f"decision_weight={decision_weight!r} needs the box-attention supervision (attn_weight > 0)")
         if (aux_weight or attn_weight) and tiles_per_image != 1:
             raise ValueError(f"the grounding auxiliary losses need one tile per image, got {tiles_per_image}")
         self.aux_weight, self.attn_weight = aux_weight, attn_weight
+        self.box_weight, self.decision_weight = box_weight, decision_weight
         self.grounding = GroundingHead(planner.lm.config.hidden_size) if aux_weight else None
         self.box_attention = BoxAttentionSupervision(planner) if attn_weight else None
 
@@ -219,7 +274,9 @@ class SFTModel(nn.Module):
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         vis = self.visuals(batch["pixel_values"])
         logits, labels = self.planner.forward_batch(vis, batch["instructions"], batch["plans"])
-        loss, acc = plan_token_loss(logits, labels)
+        weights = None if self.box_weight == 1.0 else box_token_weights(
+            self.planner.tokenizer, labels, batch["plans"], self.box_weight)
+        loss, acc = plan_token_loss(logits, labels, weights)
         metrics = {"token_acc": float(acc), "plan_loss": float(loss.detach())}
         if self.grounding is not None and "grounding" in batch:
             device = vis[0].device
@@ -228,7 +285,8 @@ class SFTModel(nn.Module):
             loss = loss + self.aux_weight * aux
             metrics.update(aux_metrics)
         if self.box_attention is not None:
-            attn = self.box_attention.loss(self.planner, vis, batch["instructions"], batch["plans"])
+            attn = self.box_attention.loss(self.planner, vis, batch["instructions"], batch["plans"],
+                                           self.decision_weight)
             loss = loss + self.attn_weight * attn
             metrics["box_attention"] = float(attn.detach())
         return loss, metrics
@@ -378,7 +436,8 @@ def train_sft(data_dir: str | Path, out: str | Path, model_cfg: ModelConfig | No
               train_cfg: TrainConfig | None = None, optim_cfg: OptimConfig | None = None,
               resume: bool = False, stop_after: int | None = None, progress: bool = True,
               paraphrase_prob: float = 0.5, aux_weight: float = 1.0, attn_weight: float = 1.0,
-              init: str | Path | None = None, mirror_prob: float = 0.5, retarget_prob: float = 0.5) -> dict:
+              init: str | Path | None = None, mirror_prob: float = 0.5, retarget_prob: float = 0.5,
+              box_weight: float = 1.0, decision_weight: float = 0.0) -> dict:
     """Run SFT; returns the last logged row. Deterministic in ``train_cfg.seed``.
 
     ``init``: start from this planner (``vision/`` + ``language/``, or a whole InternVL3.5
@@ -390,7 +449,8 @@ def train_sft(data_dir: str | Path, out: str | Path, model_cfg: ModelConfig | No
     ``retarget_prob``: share of examples given another task on the same scene (needs data format 2);
     ``aux_weight``: weight of the grounding auxiliary loss (0 disables it; needs data that records
     every object's box, i.e. data format 2); ``attn_weight``: weight of the box-attention
-    supervision (:class:`BoxAttentionSupervision`; 0 disables it)."""
+    supervision (:class:`BoxAttentionSupervision`; 0 disables it); ``box_weight`` and
+    ``decision_weight``: see :class:`SFTModel`."""
     from .trainer import Trainer, make_accelerator
 
     model_cfg, train_cfg, optim_cfg = model_cfg or ModelConfig(), train_cfg or TrainConfig(), optim_cfg or OptimConfig()
@@ -424,7 +484,8 @@ def train_sft(data_dir: str | Path, out: str | Path, model_cfg: ModelConfig | No
         modules = build_planner_modules(model_cfg, tok)
     else:
         modules = (start.encoder, start.planner)
-    model = SFTModel(*modules, tiles_per_image=data.tiles_per_image, aux_weight=aux_weight, attn_weight=attn_weight)
+    model = SFTModel(*modules, tiles_per_image=data.tiles_per_image, aux_weight=aux_weight, attn_weight=attn_weight,
+                     box_weight=box_weight, decision_weight=decision_weight)
     n_train = len(data) - train_cfg.holdout
     holdout = list(range(n_train, len(data)))
     params = sum(p.numel() for p in model.parameters())
@@ -436,6 +497,8 @@ def train_sft(data_dir: str | Path, out: str | Path, model_cfg: ModelConfig | No
              "paraphrase_prob": paraphrase_prob, "mirror_prob": mirror_prob, "retarget_prob": retarget_prob,
              "aux_weight": aux_weight,
              "attn_weight": attn_weight,
+             "box_weight": box_weight,
+             "decision_weight": decision_weight,
              "init": None if init is None else str(init)},
             indent=2))
     batch_fn = make_batch_fn(data, train_cfg.seed, paraphrase_prob, grounding,
@@ -467,6 +530,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="share of examples given another task on the same scene (0: off)")
     g.add_argument("--aux-weight", type=float, default=1.0, help="grounding auxiliary loss weight (0: off)")
     g.add_argument("--attn-weight", type=float, default=1.0, help="box-attention supervision weight (0: off)")
+    g.add_argument("--box-weight", type=float, default=1.0,
+                   help="weight of each box digit in the plan loss, against 1 for every other token")
+    g.add_argument("--decision-weight", type=float, default=0.0,
+                   help="extra box-attention supervision of each box's first digit, the token that picks the object")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -482,6 +549,7 @@ def run(args: argparse.Namespace) -> int:
                      stop_after=args.stop_after, progress=not args.no_progress,
                      paraphrase_prob=args.paraphrase_prob, aux_weight=args.aux_weight,
                      attn_weight=args.attn_weight, init=args.init, mirror_prob=args.mirror_prob,
-                     retarget_prob=args.retarget_prob)
+                     retarget_prob=args.retarget_prob, box_weight=args.box_weight,
+                     decision_weight=args.decision_weight)
     print(json.dumps(last))
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,6 +31,20 @@ def test_plan_token_loss_hand_computed():
     logits[0, 0, 2] = 10.0  # position 0 predicts token 1's label (2) confidently
     loss, acc = plan_token_loss(logits, labels)
     assert acc.item() == pytest.approx(0.5)
+
+
+def test_weighted_plan_token_loss_hand_computed():
+    # V=2; position 0 predicts labels[1] = 0 with p = 0.5 (CE ln 2), position 2 predicts
+    # labels[3] = 1 with p = sigmoid(-ln 3) = 1/4 (CE ln 4); weights 1 and 3 -> (ln 2 + 3 ln 4) / 4
+    logits = torch.zeros(1, 4, 2)
+    logits[0, 2, 0] = torch.log(torch.tensor(3.0))
+    labels = torch.tensor([[-100, 0, -100, 1]])
+    plain, _ = plan_token_loss(logits, labels)
+    assert plain.item() == pytest.approx((math.log(2) + math.log(4)) / 2)
+    weights = torch.tensor([[9.0, 1.0, 9.0, 3.0]])  # weights off the labels never count
+    loss, acc = plan_token_loss(logits, labels, weights)
+    assert loss.item() == pytest.approx((math.log(2) + 3 * math.log(4)) / 4)
+    assert plan_token_loss(logits, labels, torch.ones(1, 4))[0].item() == pytest.approx(plain.item())
 
 
 def test_plan_metrics():
@@ -163,6 +179,33 @@ def test_box_attention_targets_point_digit_predictions_at_the_box_centre_token(t
     assert set(k) == {image[2]}  # row 1, column 0 of the 2x2 grid
     with pytest.raises(ValueError, match="3 tokens"):
         box_attention_targets(tok, [t for i, t in enumerate(prompt) if i != image[0]], planner.image_token_id, plan)
+    # first_only: the one query per box that picks the object (its first digit), same key
+    two = plan[:-1] + ',{"action":"place","object":"red cube","target":"bowl","target_box":[600,10,990,300]}]'
+    q2, k2 = box_attention_targets(tok, prompt, planner.image_token_id, two, first_only=True)
+    full = prompt + tok(two, add_special_tokens=False)["input_ids"]
+    assert [tok.decode([full[i + 1]]) for i in q2] == ["1", "6"]
+    assert q2[0] == q[0] and k2 == [image[2], image[1]]  # centre (795, 155): row 0, column 1
+
+
+def test_box_token_weights_mark_exactly_the_box_digits(tiny_data, tiny_model):
+    from ivl_embodied.rl.sft import box_token_weights
+
+    ds, model = _tiny_sft_model(tiny_data[0], tiny_model)
+    planner, tok = model.planner, model.planner.tokenizer
+    plans = ['[{"action":"pick","object":"red cube","box":[7,620,240,990]}]',
+             '[{"action":"push","object":"cube 2","box":[1,2,3,4],"target":"zone 9","target_box":[5,6,7,8]}]']
+    vis = [torch.zeros(4, planner.lm.config.hidden_size)] * 2
+    _, labels = planner.forward_batch(vis, ["pick it", "push it"], plans)
+    w = box_token_weights(tok, labels, plans, 4.0)
+    for b, plan in enumerate(plans):
+        heavy = labels[b][w[b] == 4.0].tolist()
+        digits = "".join(c for m in re.finditer(r"\[([\d,]+)\]", plan) for c in m.group(1) if c != ",")
+        assert tok.decode(heavy) == digits  # the digits of "cube 2" and "zone 9" are not box digits
+    assert set(w.unique().tolist()) == {1.0, 4.0}
+    with pytest.raises(ValueError, match="box_weight"):
+        _tiny_sft_model(tiny_data[0], tiny_model, box_weight=0.0)
+    with pytest.raises(ValueError, match="decision_weight"):
+        _tiny_sft_model(tiny_data[0], tiny_model, decision_weight=1.0)
 
 
 def test_auxiliary_losses_train_their_targets_and_stay_out_of_the_saved_planner(tiny_data, tiny_model, tmp_path):
@@ -205,3 +248,22 @@ def test_sft_init_fine_tunes_an_existing_planner_with_its_tokenizer(tiny_data, t
             torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
     config = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert config["init"] == str(tmp_path / "start") and config["model"] is None
+
+
+def test_decision_weight_adds_the_first_digit_attention_term(tiny_data, tiny_model):
+    from ivl_embodied.rl.sft import box_attention_targets, make_batch_fn
+
+    ds, model = _tiny_sft_model(tiny_data[0], tiny_model, attn_weight=1.0)
+    batch = make_batch_fn(ds, seed=0, paraphrase_prob=0.0, grounding=False, grid=4)([0, 1])
+    with torch.no_grad():
+        base = model(batch)[1]["box_attention"]
+        model.decision_weight = 2.0
+        more = model(batch)[1]["box_attention"]
+        vis = model.visuals(batch["pixel_values"])
+        nll = []
+        for b, (v, ins, plan) in enumerate(zip(vis, batch["instructions"], batch["plans"])):
+            q, k = box_attention_targets(model.planner.tokenizer, model.planner.prompt_ids(v, ins),
+                                         model.planner.image_token_id, plan, first_only=True)
+            assert len(q) == plan.count("box")  # one decision per box
+            nll += [-math.log(float(model.box_attention.weights[b, 0, qi, ki])) for qi, ki in zip(q, k)]
+    assert more - base == pytest.approx(2.0 * sum(nll) / len(nll), rel=1e-4)
