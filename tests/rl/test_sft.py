@@ -261,9 +261,9 @@ def test_decision_weight_adds_the_first_digit_attention_term(tiny_data, tiny_mod
         more = model(batch)[1]["box_attention"]
         vis = model.visuals(batch["pixel_values"])
         nll = []
-        for b, (v, ins, plan) in enumerate(zip(vis, batch["instructions"], batch["plans"])):
+        for b, (v, ins, plan) in enumerate(zip(vis, batch["instructions"], batch["plans"], strict=True)):
             q, k = box_attention_targets(model.planner.tokenizer, model.planner.prompt_ids(v, ins),
                                          model.planner.image_token_id, plan, first_only=True)
             assert len(q) == plan.count("box")  # one decision per box
-            nll += [-math.log(float(model.box_attention.weights[b, 0, qi, ki])) for qi, ki in zip(q, k)]
+            nll += [-math.log(float(model.box_attention.weights[b, 0, qi, ki])) for qi, ki in zip(q, k, strict=True)]
     assert more - base == pytest.approx(2.0 * sum(nll) / len(nll), rel=1e-4)
