@@ -16,7 +16,7 @@ Instructions are reworded on the fly (:func:`~ivl_embodied.rl.augment.paraphrase
 phrasings can be followed. None of this changes the saved planner's architecture. The last
 ``holdout`` examples of the data are never trained on: the eval hook scores them
 (teacher-forced loss; greedy decoding -> parse rate, exact match, box IoU, boxes with IoU > 0.5,
-boxes whose centre lies inside the reference box).
+boxes whose centre lies inside the reference box, boxes whose centre lies on another object).
 The result is written in the default-planner layout (``OUT/vision`` + ``OUT/language`` +
 ``OUT/vision/ivl_planner.json``), so ``ivl-embodied sim-eval --planner OUT`` runs it.
 """
@@ -306,9 +306,12 @@ def centre_inside(pred, ref) -> bool:
     return ref[0] <= cx <= ref[2] and ref[1] <= cy <= ref[3]
 
 
-def plan_metrics(predicted: str, reference: str) -> dict:
+def plan_metrics(predicted: str, reference: str, objects: Sequence[dict] | None = None) -> dict:
     """Exact match; for each reference box, its IoU with the predicted box in the same place and
-    whether that box's centre lies inside it (``centred``)."""
+    whether that box's centre lies inside it (``centred``). With the scene's ``objects``
+    (``[{"name", "box"}, ...]``, as the data records them) also ``other_object``: whether the
+    predicted centre lies inside another object's box instead, i.e. the box is about the wrong
+    thing rather than imprecise."""
     from ..plan.schema import PlanParseError, parse_plan
 
     ref = parse_plan(reference)
@@ -316,8 +319,9 @@ def plan_metrics(predicted: str, reference: str) -> dict:
     try:
         pred = parse_plan(predicted)
     except PlanParseError:
-        return {"parsed": 0.0, "exact": 0.0, "ious": [0.0] * n_boxes, "centred": [False] * n_boxes, "structure": 0.0}
-    ious, centred, same = [], [], len(pred.steps) == len(ref.steps)
+        out = {"parsed": 0.0, "exact": 0.0, "ious": [0.0] * n_boxes, "centred": [False] * n_boxes, "structure": 0.0}
+        return out if objects is None else {**out, "other_object": [False] * n_boxes}
+    ious, centred, other, same = [], [], [], len(pred.steps) == len(ref.steps)
     for i, r in enumerate(ref.steps):
         p = pred.steps[i] if i < len(pred.steps) else None
         same = same and p is not None and (p.action, p.object, p.target) == (r.action, r.object, r.target)
@@ -327,8 +331,12 @@ def plan_metrics(predicted: str, reference: str) -> dict:
                 pb = getattr(p, field) if p is not None else None
                 ious.append(box_iou(pb, rb) if pb is not None else 0.0)
                 centred.append(pb is not None and centre_inside(pb, rb))
-    return {"parsed": 1.0, "exact": float(predicted == reference), "ious": ious, "centred": centred,
-            "structure": float(same)}
+                name = r.object if field == "box" else r.target
+                other.append(pb is not None and not centred[-1] and any(
+                    o["name"] != name and centre_inside(pb, o["box"]) for o in objects or ()))
+    out = {"parsed": 1.0, "exact": float(predicted == reference), "ious": ious, "centred": centred,
+           "structure": float(same)}
+    return out if objects is None else {**out, "other_object": other}
 
 
 def make_eval_fn(data: PlanDataset, holdout: list[int], eval_examples: int, batch_size: int):
@@ -347,12 +355,14 @@ def make_eval_fn(data: PlanDataset, holdout: list[int], eval_examples: int, batc
             agg = {"parsed": 0.0, "exact": 0.0, "structure": 0.0}
             ious: list[float] = []
             centred: list[bool] = []
+            other: list[bool] = []
             # unconstrained greedy decoding: the parse rate then measures the model, not the decoder
             settings = GenerationSettings(max_new_tokens=160, constrained=False)
             for j in holdout[:eval_examples]:
                 vis = model.visuals(data.pixel_values([j]))[0]
                 text = model.planner.generate(vis, data.examples[j].instruction, settings).text
-                m = plan_metrics(text, data.examples[j].plan)
+                m = plan_metrics(text, data.examples[j].plan, data.examples[j].objects or None)
+                other.extend(m.pop("other_object", []))
                 ious.extend(m.pop("ious"))
                 centred.extend(m.pop("centred"))
                 for k in agg:
@@ -361,6 +371,8 @@ def make_eval_fn(data: PlanDataset, holdout: list[int], eval_examples: int, batc
             out["box_iou"] = sum(ious) / max(len(ious), 1)
             out["box_acc50"] = sum(v > 0.5 for v in ious) / max(len(ious), 1)
             out["box_centred"] = sum(centred) / max(len(centred), 1)
+            if other:  # data format 2 records every object's box
+                out["box_other_object"] = sum(other) / len(other)
         return out
 
     return evaluate

@@ -58,6 +58,14 @@ def test_plan_metrics():
     assert plan_metrics(beside, ref)["centred"] == [False] and plan_metrics(beside, ref)["ious"][0] > 0
     assert plan_metrics("not a plan", ref)["parsed"] == 0.0
     assert plan_metrics("not a plan", ref)["centred"] == [False]
+    # with the scene's objects: a miss that lands on another object is told from an imprecise one
+    objects = [{"name": "red cube", "box": [100, 100, 200, 200]}, {"name": "blue cube", "box": [300, 300, 360, 360]}]
+    on_blue = '[{"action":"pick","object":"red cube","box":[310,310,350,350]}]'
+    assert plan_metrics(on_blue, ref, objects)["other_object"] == [True]
+    assert plan_metrics(beside, ref, objects)["other_object"] == [False]  # near the red cube, on nothing else
+    assert plan_metrics(ref, ref, objects)["other_object"] == [False]
+    assert plan_metrics("not a plan", ref, objects)["other_object"] == [False]
+    assert "other_object" not in plan_metrics(on_blue, ref)
 
 
 def test_sft_overfits_a_handful_of_examples(tiny_data, tiny_model, tmp_path):
