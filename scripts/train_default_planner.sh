@@ -7,12 +7,13 @@
 # 2. SFT phase 2: 6000 more steps, box digits weighted 3x in the plan loss and the box-attention
 #    supervision of each box's first digit (the token that picks the object) added;
 # 3. SFT phase 3: 3600 more steps at half the learning rate;
-# 4. full-loop evaluation (50 val + 100 held-out tasks) of each phase: OUT/eval/*.json;
-# 5. with --ship, copy phase 3 into the package, where `--planner default` and the demo find it.
+# 4. SFT phase 4: 2000 more steps at lr 1e-4;
+# 5. full-loop evaluation (50 val + 100 held-out tasks) of each phase: OUT/eval/*.json;
+# 6. with --ship, copy phase 4 into the package, where `--planner default` and the demo find it.
 #
 # Every step is deterministic in its seed and resumable: rerun the script after an interrupt and
 # finished steps are skipped, an interrupted SFT phase resumes from its last checkpoint.
-# Measured on a 2-core CPU: about 31 min of data and 95 + 70 + 45 min of SFT (README).
+# Measured on a 2-core CPU: about 31 min of data and 95 + 68 + 44 + 22 min of SFT (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/default_planner}
@@ -35,9 +36,10 @@ phase() {  # phase NAME INIT STEPS LR SEED
 }
 phase sft2 sft 6000 3e-4 1
 phase sft3 sft2 3600 1.5e-4 2
+phase sft4 sft3 2000 1e-4 3
 
 mkdir -p "$OUT/eval"
-for stage in sft sft2 sft3; do
+for stage in sft sft2 sft3 sft4; do
   for split in val heldout; do
     n=$([ "$split" = val ] && echo 50 || echo 100)
     f="$OUT/eval/$stage-$split-full.json"
@@ -50,6 +52,6 @@ done
 if [ "$SHIP" = "--ship" ]; then
   rm -rf ivl_embodied/default_planner
   mkdir -p ivl_embodied/default_planner
-  cp -r "$OUT/sft3/vision" "$OUT/sft3/language" ivl_embodied/default_planner/
-  echo "[default planner] shipped $OUT/sft3 as ivl_embodied/default_planner"
+  cp -r "$OUT/sft4/vision" "$OUT/sft4/language" ivl_embodied/default_planner/
+  echo "[default planner] shipped $OUT/sft4 as ivl_embodied/default_planner"
 fi
