@@ -35,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, nargs="+", default=[0, 1, 2], metavar="INDEX",
                         help="task indices in the split (default: 0 1 2 = one of each type)")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="videos and summary go here")
-    parser.add_argument("--realtime-factor", type=float, default=2.0, help="simulated seconds per wall second")
+    parser.add_argument("--realtime-factor", type=float, default=None,
+                        help="simulated seconds per wall second (default: 2 with oracle plans; 1 with a learned "
+                             "planner, whose seconds of CPU inference then count as robot time one to one "
+                             "against the executor's max_plan_age_s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per task")
 
 
@@ -182,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         spec: NodeSpec = specs[name]
         return NodeProcess(spec, node_argv(spec, graph.params_file, list(params)), env)
 
+    realtime_factor = args.realtime_factor if args.realtime_factor is not None else (2.0 if planner == "oracle" else 1.0)
     resident = [start("executor_node")]
     if planner != "oracle":
         resident += [start("vision_node", f"checkpoint:={planner}"), start("planner_node", f"checkpoint:={planner}")]
@@ -193,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n=== task {i} ({task.goal.type}): {task.instruction!r}  [planner: {planner}]", flush=True)
             driver.reset()
             sim = start("sim_node", f"split:={args.split}", f"task_index:={i}",
-                        f"realtime_factor:={args.realtime_factor}")
+                        f"realtime_factor:={realtime_factor}")
             try:
                 r = run_task(driver, task, f"demo{i}", planner, args.timeout)
             finally:
