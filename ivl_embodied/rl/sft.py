@@ -157,27 +157,33 @@ def box_digit_tokens(tokenizer, plan: str) -> list[tuple[int, float, float, bool
     return out
 
 
-def box_attention_targets(tokenizer, prompt_ids: Sequence[int], image_token_id: int, plan: str,
-                          box_max: int = 1000, first_only: bool = False) -> tuple[list[int], list[int]]:
-    """Where the box digits of ``plan`` should look: (query positions, key positions) in the
-    sequence ``prompt_ids + plan tokens``. The query is the position that predicts a box digit
-    (the token before it); the key is the visual token whose cell holds the box centre, on the
-    single tile's square token grid. ``first_only``: only the query that predicts each box's
-    first digit, the one that decides *which* object the box is about (the later digits can
-    follow the ones already written)."""
+def box_attention_pairs(tokenizer, prompt_ids: Sequence[int], image_token_id: int, plan: str,
+                        box_max: int = 1000) -> list[tuple[int, int, bool]]:
+    """Where the box digits of ``plan`` should look: (query position, key position, whether the
+    query predicts its box's first digit) per box digit, in the sequence ``prompt_ids + plan
+    tokens``. The query is the position that predicts a box digit (the token before it); the key
+    is the visual token whose cell holds the box centre, on the single tile's square token grid.
+    The first digit is the one that decides *which* object the box is about (the later digits
+    can follow the ones already written)."""
     img_pos = [i for i, t in enumerate(prompt_ids) if t == image_token_id]
     grid = int(round(len(img_pos) ** 0.5))
     if grid * grid != len(img_pos) or not img_pos:
         raise ValueError(f"box attention needs one square tile of visual tokens, got {len(img_pos)} tokens")
-    queries, keys = [], []
+    pairs = []
     for t, cx, cy, first in box_digit_tokens(tokenizer, plan):
-        if first_only and not first:
-            continue
         col = min(int(cx * grid / box_max), grid - 1)
         row = min(int(cy * grid / box_max), grid - 1)
-        queries.append(len(prompt_ids) + t - 1)
-        keys.append(img_pos[row * grid + col])
-    return queries, keys
+        pairs.append((len(prompt_ids) + t - 1, img_pos[row * grid + col], first))
+    return pairs
+
+
+def box_attention_targets(tokenizer, prompt_ids: Sequence[int], image_token_id: int, plan: str,
+                          box_max: int = 1000, first_only: bool = False) -> tuple[list[int], list[int]]:
+    """(query positions, key positions) of :func:`box_attention_pairs`; ``first_only``: only the
+    query that predicts each box's first digit."""
+    pairs = [(q, k) for q, k, first in box_attention_pairs(tokenizer, prompt_ids, image_token_id, plan, box_max)
+             if first or not first_only]
+    return [q for q, _ in pairs], [k for _, k in pairs]
 
 
 def box_token_weights(tokenizer, labels: torch.Tensor, plans: Sequence[str], box_weight: float) -> torch.Tensor:
@@ -219,19 +225,16 @@ class BoxAttentionSupervision:
         (:func:`box_attention_targets` with ``first_only``)."""
         if self.weights is None:
             raise RuntimeError("no attention captured: run the language model forward first")
+        rows = []  # (batch index, query, key, first digit), every plan tokenised once
+        for b, (vis, ins, plan) in enumerate(zip(visuals, instructions, plans, strict=True)):
+            pairs = box_attention_pairs(planner.tokenizer, planner.prompt_ids(vis, ins), planner.image_token_id, plan)
+            rows += [(b, q, k, first) for q, k, first in pairs]
         total = self.weights.sum() * 0.0
         for first_only, weight in ((False, 1.0), (True, decision_weight)):
-            if not weight:
-                continue
-            bs, qs, ks = [], [], []
-            for b, (vis, ins, plan) in enumerate(zip(visuals, instructions, plans, strict=True)):
-                q, k = box_attention_targets(planner.tokenizer, planner.prompt_ids(vis, ins), planner.image_token_id,
-                                             plan, first_only=first_only)
-                bs += [b] * len(q)
-                qs += q
-                ks += k
-            if qs:
-                w = self.weights[torch.tensor(bs), self.head, torch.tensor(qs), torch.tensor(ks)]  # [N]
+            picked = [r for r in rows if r[3] or not first_only]
+            if weight and picked:
+                bs, qs, ks, _ = (torch.tensor(c) for c in zip(*picked, strict=True))
+                w = self.weights[bs, self.head, qs, ks]  # [N]
                 total = total + weight * -torch.log(w.float().clamp_min(1e-6)).mean()
         return total
 
