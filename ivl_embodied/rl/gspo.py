@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..model.planner import IM_END, GenerationSettings, LanguagePlanner
+from ..workers import check_workers, workers_from_flag
 from .advantages import group_advantages
 from .config import OptimConfig, TrainConfig, add_run_arguments, configs_from_args, to_dict
 from .losses import gspo_loss, pad_token_logps
@@ -236,9 +237,7 @@ class SimReward:
     in a pool of that many processes (started on first use, ended by :meth:`close`)."""
 
     def __init__(self, data, weights: RewardWeights, workers: int = 1):
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-        self.data, self.weights, self.workers = data, weights, workers
+        self.data, self.weights, self.workers = data, weights, check_workers(workers)
         self.cache: dict[tuple[int, str], RewardBreakdown] = {}
         self._pool = None
 
@@ -366,10 +365,8 @@ def run(args: argparse.Namespace) -> int:
     train_cfg, optim_cfg = configs_from_args(args)
     weights = RewardWeights(parse=args.w_parse, grounding=args.w_grounding, success=args.w_success,
                             execute=not args.no_execute)
-    if args.reward_workers < 0:
-        raise SystemExit(f"error: --reward-workers must be >= 0, got {args.reward_workers}")
     last = train_gspo(args.init, args.data, args.out, gspo_cfg, train_cfg, optim_cfg, weights, resume=args.resume,
                       stop_after=args.stop_after, progress=not args.no_progress,
-                      reward_workers=args.reward_workers or os.cpu_count() or 1)
+                      reward_workers=workers_from_flag("--reward-workers", args.reward_workers))
     print(json.dumps(last))
     return 0

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..workers import check_workers, threads_per_worker, workers_from_flag
 from .config import OptimConfig, TrainConfig, add_run_arguments, configs_from_args, to_dict
 from .data import PlanDataset
 from .losses import MPOWeights, masked_sum, mpo_loss, pad_token_logps
@@ -299,8 +300,7 @@ def build_pairs(model: SFTModel, data: PlanDataset, indices: list[int], cfg: Pai
     (the directory ``model`` came from) and the data; a prompt's record depends only on its
     seeds, so the records are those of one process, written in order.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    check_workers(workers)
     if workers > 1 and init is None:
         raise ValueError("building pairs with workers > 1 needs init, the planner directory each worker loads")
     from tqdm import tqdm
@@ -333,7 +333,7 @@ def build_pairs(model: SFTModel, data: PlanDataset, indices: list[int], cfg: Pai
         if workers > 1 and len(todo) > 1:
             import multiprocessing as mp
 
-            threads = max(1, (os.cpu_count() or 1) // workers)
+            threads = threads_per_worker(workers)
             pool = stack.enter_context(mp.get_context("spawn").Pool(
                 min(workers, len(todo)), _init_pair_worker, (str(init), str(data.root), cfg, threads)))
             records = pool.imap(_pair_job, todo)  # in order: the partial file stays a prefix of indices
@@ -518,13 +518,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--beta", type=float, default=MPOConfig.beta)
 
 
-def pair_workers(requested: int) -> int:
-    """``--pair-workers``: 0 means one per CPU core (pairs are sampled and simulated on the CPU)."""
-    if requested < 0:
-        raise SystemExit(f"error: --pair-workers must be >= 0, got {requested}")
-    return requested or os.cpu_count() or 1
-
-
 def run(args: argparse.Namespace) -> int:
     if not (Path(args.data) / "manifest.json").is_file():
         raise SystemExit(f"error: {str(args.data)!r} has no manifest.json; run `ivl-embodied train data` first")
@@ -534,6 +527,6 @@ def run(args: argparse.Namespace) -> int:
     train_cfg, optim_cfg = configs_from_args(args)
     last = train_mpo(args.data, args.init, args.out, pair_cfg, MPOConfig(beta=args.beta), train_cfg, optim_cfg,
                      pairs_path=args.pairs, resume=args.resume, stop_after=args.stop_after,
-                     progress=not args.no_progress, pair_workers=pair_workers(args.pair_workers))
+                     progress=not args.no_progress, pair_workers=workers_from_flag("--pair-workers", args.pair_workers))
     print(json.dumps(last))
     return 0

@@ -17,6 +17,8 @@ import logging
 import sys
 import time
 
+from ivl_embodied.workers import check_workers, threads_per_worker
+
 log = logging.getLogger(__name__)
 
 
@@ -102,17 +104,15 @@ def evaluate(planner_name: str, tasks, source: str, vir: str = "full", device: s
     are independent and deterministic, so the results are those of one process, in task order)."""
     from ivl_embodied.sim.planners import make_planner
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    check_workers(workers)
     options = {} if planner_name == "oracle" else {"vir": vir, "device": device}
     tasks = list(tasks)
     workers = min(workers, len(tasks)) if device == "cpu" else 1
     t0 = time.perf_counter()
     if workers > 1:
         import multiprocessing as mp
-        import os
 
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = threads_per_worker(workers)
         # spawn: a fresh interpreter per worker, so no GL context or torch threads are inherited
         with mp.get_context("spawn").Pool(workers, _init_worker, (planner_name, options, threads)) as pool:
             runs = list(pool.imap(_worker_episode, [(t, record_dir) for t in tasks]))
