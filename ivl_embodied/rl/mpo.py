@@ -5,8 +5,8 @@
 1. **Pairs** (:func:`build_pairs`). For each training prompt of the data (the SFT holdout is left
    out), the candidates are ``samples`` plans sampled from the starting planner (constrained
    decoding, ``temperature > 0``, seeded per prompt and sample), synthetic negatives derived from
-   the oracle plan (another object of the scene, another target, the object's box shifted off the
-   object) and the oracle plan itself. Every distinct candidate is **run in the simulator**
+   the oracle plan (the right object named with another object's box, another object of the
+   scene, another target, the object's box shifted off the object) and the oracle plan itself. Every distinct candidate is **run in the simulator**
    (:func:`~ivl_embodied.sim.episode.run_episode` with a fixed-text planner) and scored by the
    task's success predicate. ``chosen`` = the first succeeding sample, else the oracle plan;
    ``rejected`` = the first failing sample, else the first failing synthetic negative. Pairs are
@@ -49,7 +49,8 @@ from .sft import SFTModel, make_eval_fn, save_planner
 logger = logging.getLogger(__name__)
 
 PAIRS_FORMAT = "ivl_embodied.rl.mpo.pairs/1"
-NEGATIVES = ("wrong_object", "wrong_target", "shifted_box")
+# other_box first: the named object boxed on another one is the error a trained planner still makes
+NEGATIVES = ("other_box", "wrong_object", "wrong_target", "shifted_box")
 
 
 # -- configs -----------------------------------------------------------------------------------
@@ -167,6 +168,11 @@ def synthetic_negatives(task, oracle_text: str, kinds=NEGATIVES) -> dict[str, st
     finally:
         world.close()
     out: dict[str, str] = {}
+    if "other_box" in kinds and obj_like:  # names the right object, boxes another: grounding picks that one
+        box = boxes[obj_like[0].name]
+        steps = tuple(dataclasses.replace(s, box=box) if s.box is not None and s.object == plan.steps[0].object
+                      else s for s in plan.steps)
+        out["other_box"] = format_plan(Plan(steps))
     if "wrong_object" in kinds and obj_like:
         o = obj_like[0]
         steps = tuple(dataclasses.replace(s, object=o.phrase, box=boxes[o.name] if s.box is not None else None)

@@ -106,6 +106,33 @@ def test_synthetic_negatives_are_run_only_until_one_fails(setup):
     assert rec["episodes"] == first_fail + 2  # the oracle + the negatives up to the first failure
 
 
+def test_synthetic_negatives_change_only_what_their_kind_names(setup):
+    """other_box keeps every phrase and moves the object's box onto the box wrong_object uses for
+    another object; wrong_target changes only the target; shifted_box moves only the first box."""
+    from ivl_embodied.plan.schema import parse_plan
+    from ivl_embodied.rl.mpo import _task, synthetic_negatives
+
+    data_dir, _, _, _ = setup
+    ex = PlanDataset(data_dir).examples[0]
+    oracle = parse_plan(ex.plan)
+    neg = {k: parse_plan(t) for k, t in synthetic_negatives(_task(ex), ex.plan).items()}
+    assert list(neg) == list(NEGATIVES)  # the tiny scene offers every kind, in priority order
+    first = oracle.steps[0]
+    other, wrong = neg["other_box"].steps, neg["wrong_object"].steps
+    assert [s.object for s in other] == [s.object for s in oracle.steps]  # the right object is named
+    assert wrong[0].object != first.object
+    assert other[0].box == wrong[0].box != first.box  # ... with another object's box
+    assert [(s.target, s.target_box) for s in other] == [(s.target, s.target_box) for s in oracle.steps]
+    target = [s for s in neg["wrong_target"].steps if s.target]
+    assert target and all(s.target != o.target for s, o in zip(neg["wrong_target"].steps, oracle.steps, strict=True) if s.target)
+    assert [s.box for s in neg["wrong_target"].steps] == [s.box for s in oracle.steps]
+    shifted = neg["shifted_box"].steps
+    assert shifted[0].box != first.box and shifted[1:] == oracle.steps[1:]
+    assert (shifted[0].box[2] - shifted[0].box[0]) == (first.box[2] - first.box[0])  # same size, moved
+    only = synthetic_negatives(_task(ex), ex.plan, ("wrong_target",))
+    assert list(only) == ["wrong_target"]
+
+
 def _train_cfg(steps: int, **kw) -> TrainConfig:
     return TrainConfig(steps=steps, batch_size=2, eval_interval=1000, checkpoint_interval=kw.pop("ckpt", 1000),
                        log_interval=1, holdout=0, eval_examples=0, device="cpu", **kw)
