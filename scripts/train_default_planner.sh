@@ -33,17 +33,6 @@ export MUJOCO_GL=${MUJOCO_GL:-egl}
 train() { python3 -m ivl_embodied.cli train "$@"; }
 
 train cascade --out "$OUT" --stop-before mpo --eval-episodes 0
-phase() {  # phase NAME INIT STEPS LR SEED
-  local resume=""
-  if [ -f "$OUT/$1/vision/model.safetensors" ]; then echo "[default planner] $1 done"; return; fi
-  if [ -e "$OUT/$1/latest" ]; then resume="--resume"; fi
-  train sft --init "$OUT/$2" --data "$OUT/data" --out "$OUT/$1" --steps "$3" --lr "$4" --warmup-steps 100 \
-    --box-weight 3 --decision-weight 1 --eval-interval 1000 --eval-examples 32 --seed "$5" --no-progress $resume
-}
-phase sft2 sft 6000 3e-4 1
-phase sft3 sft2 3600 1.5e-4 2
-phase sft4 sft3 2000 1e-4 3
-
 stage() {  # stage NAME COMMAND ARGS...: run `train COMMAND ... --out OUT/NAME` unless it finished
   local name=$1; shift
   local resume=""
@@ -51,6 +40,14 @@ stage() {  # stage NAME COMMAND ARGS...: run `train COMMAND ... --out OUT/NAME` 
   if [ -e "$OUT/$name/latest" ]; then resume="--resume"; fi
   train "$@" --data "$OUT/data" --out "$OUT/$name" --no-progress $resume
 }
+phase() {  # phase NAME INIT STEPS LR SEED: one more SFT phase on INIT
+  stage "$1" sft --init "$OUT/$2" --steps "$3" --lr "$4" --warmup-steps 100 --box-weight 3 --decision-weight 1 \
+    --eval-interval 1000 --eval-examples 32 --seed "$5"
+}
+phase sft2 sft 6000 3e-4 1
+phase sft3 sft2 3600 1.5e-4 2
+phase sft4 sft3 2000 1e-4 3
+
 stage mpo mpo --init "$OUT/sft4" --negatives wrong_object,wrong_target,shifted_box --prompts 240 --steps 120 --lr 1e-5 --eval-interval 40 --checkpoint-interval 40
 stage gspo gspo --init "$OUT/mpo" --steps 40 --lr 2e-5 --eval-interval 20 --checkpoint-interval 10
 stage vico vico --init "$OUT/sft4" --steps 1200 --eval-interval 400 --checkpoint-interval 400

@@ -6,7 +6,8 @@
    out), the candidates are ``samples`` plans sampled from the starting planner (constrained
    decoding, ``temperature > 0``, seeded per prompt and sample), synthetic negatives derived from
    the oracle plan (the right object named with another object's box, another object of the
-   scene, another target, the object's box shifted off the object) and the oracle plan itself. Every distinct candidate is **run in the simulator**
+   scene, another target, the object's box shifted off the object) and the oracle plan itself.
+   Every distinct candidate is **run in the simulator**
    (:func:`~ivl_embodied.sim.episode.run_episode` with a fixed-text planner) and scored by the
    task's success predicate. ``chosen`` = the first succeeding sample, else the oracle plan;
    ``rejected`` = the first failing sample, else the first failing synthetic negative. Pairs are
@@ -169,9 +170,9 @@ def synthetic_negatives(task, oracle_text: str, kinds=NEGATIVES) -> dict[str, st
         world.close()
     out: dict[str, str] = {}
     if "other_box" in kinds and obj_like:  # names the right object, boxes another: grounding picks that one
-        box = boxes[obj_like[0].name]
-        steps = tuple(dataclasses.replace(s, box=box) if s.box is not None and s.object == plan.steps[0].object
-                      else s for s in plan.steps)
+        named, box = plan.steps[0].object, boxes[obj_like[0].name]
+        steps = tuple(dataclasses.replace(s, box=box) if s.box is not None and s.object == named else s
+                      for s in plan.steps)
         out["other_box"] = format_plan(Plan(steps))
     if "wrong_object" in kinds and obj_like:
         o = obj_like[0]
