@@ -3,7 +3,7 @@ object of the scene (wrong object), or on nothing (imprecise).
 
     python benchmarks/cascade_cpu_2026-11-30/box_errors.py PLANNER_DIR DATA_DIR [--holdout 64]
 
-Greedy decoding through :func:`ivl_embodied.rl.sft.make_eval_fn` (the SFT eval hook) on the
+Greedy decoding through :func:`ivl_embodied.train.sft.make_eval_fn` (the SFT eval hook) on the
 last ``--holdout`` examples of the data, which SFT never trains on.
 """
 
@@ -14,9 +14,8 @@ import json
 
 import torch
 
-from ivl_embodied.rl.data import PlanDataset
-from ivl_embodied.rl.mpo import load_policy
-from ivl_embodied.rl.sft import make_eval_fn
+from ivl_embodied.train.data import PlanDataset
+from ivl_embodied.train.sft import load_policy, make_eval_fn
 
 
 def main() -> None:
