@@ -1,8 +1,28 @@
 """ament_python package ``ivl_embodied`` (also pip-installable without ROS 2)."""
 
+import shutil
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# Top-level files the package reads at run time (ivl_embodied/resources.py: SHARED): an installed
+# package carries copies under ivl_embodied/_share/, so it runs without the source tree.
+SHARED = ("launch/graph.yaml", "config/ivl_embodied.yaml", "ivl_embodied_msgs/msg")
+
+
+class BuildWithShared(build_py):
+    def run(self):
+        super().run()
+        root = Path(__file__).resolve().parent
+        for rel in SHARED:
+            src, dst = root / rel, Path(self.build_lib) / "ivl_embodied" / "_share" / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst, dirs_exist_ok=True)
+            else:
+                shutil.copy2(src, dst)
 
 PACKAGE = "ivl_embodied"
 
@@ -19,19 +39,21 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["tests", "tests.*"]),
-    package_data={PACKAGE: ["default_planner/*/*", "transport/cyclonedds/*.xml"]},
+    package_data={PACKAGE: ["default_planner/*/*", "transport/cyclonedds/*.xml", "sim/assets/*.xml",
+                             "sim/assets/tasks/*.jsonl"]},
+    cmdclass={"build_py": BuildWithShared},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py") + ["launch/graph.yaml"]),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/msg", glob("ivl_embodied_msgs/msg/*.msg")),
-        (f"share/{PACKAGE}/sim", glob("sim/*.xml")),
-        (f"share/{PACKAGE}/sim/tasks", glob("sim/tasks/*.jsonl")),
+        (f"share/{PACKAGE}/sim", glob("ivl_embodied/sim/assets/*.xml")),
+        (f"share/{PACKAGE}/sim/tasks", glob("ivl_embodied/sim/assets/tasks/*.jsonl")),
         (f"share/{PACKAGE}/trt_engines", glob("trt_engines/*.md") + glob("trt_engines/*.yaml")),
     ],
     install_requires=["setuptools"],
-    zip_safe=True,
+    zip_safe=False,  # MuJoCo and the loaders read package data as real files
     maintainer="ivl_embodied maintainers",
     maintainer_email="maintainers@ivl-embodied.dev",
     description="ROS 2 embodied-agent stack on InternVL3.5's ideas (DvD, ViR, Cascade RL).",

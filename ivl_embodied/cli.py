@@ -16,11 +16,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ivl_embodied.demo", "run the whole stack on the simulated robot"),
     "launch": ("ivl_embodied.launcher", "start a node graph without ROS 2 (ROS-free launcher)"),
-    "bench": ("ivl_embodied.bench", "benchmarks: transport, model, sim"),
-    "checkpoint": ("ivl_embodied.model.checkpoint_cli", "inspect and split InternVL checkpoints"),
+    "bench": ("ivl_embodied.bench.cli", "benchmarks: transport, model, sim"),
+    "checkpoint": ("ivl_embodied.checkpoints.cli", "inspect and split InternVL checkpoints"),
     "export": ("ivl_embodied.export.cli", "export the vision side to ONNX / TensorRT engines"),
     "sim-eval": ("ivl_embodied.sim.eval_cli", "evaluate a planner on a task suite in the simulator"),
-    "train": ("ivl_embodied.rl.cli", "Cascade RL: data, sft, mpo, gspo, vico, router, cascade"),
+    "train": ("ivl_embodied.train.cli", "Cascade RL: data, sft, mpo, gspo, vico, router, recipe"),
 }
 
 
@@ -29,10 +29,19 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         prog="ivl-embodied", description="ivl_embodied: embodied-agent stack on InternVL3.5's ideas"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_lazy_subcommands(parser, "command", COMMANDS, argv, "_run")
+    return parser
+
+
+def add_lazy_subcommands(parser: argparse.ArgumentParser, dest: str, table: dict[str, tuple[str, str]],
+                         argv: list[str], run_attr: str) -> None:
+    """Subcommands ``{name: (module, help)}``; only the one named in ``argv`` is imported, its
+    ``add_arguments`` called and its ``run`` stored as ``args.<run_attr>``. A module with
+    ``WANTS_ARGV = True`` gets the arguments after its name (to choose its own subcommand)."""
+    sub = parser.add_subparsers(dest=dest, metavar=dest.upper())
     sub.required = True
-    chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (module, help_text) in COMMANDS.items():
+    chosen = next((a for a in argv if a in table), None)
+    for name, (module, help_text) in table.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             mod = importlib.import_module(module)
@@ -40,8 +49,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
                 mod.add_arguments(p, argv[argv.index(name) + 1 :])
             else:
                 mod.add_arguments(p)
-            p.set_defaults(_run=mod.run)
-    return parser
+            p.set_defaults(**{run_attr: mod.run})
 
 
 def main(argv: list[str] | None = None) -> int:

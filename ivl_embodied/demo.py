@@ -40,12 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "planner, whose seconds of CPU inference then count as robot time one to one "
                              "against the executor's max_plan_age_s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per task")
+    parser.add_argument("--require-success", action="store_true",
+                        help="exit 3 when any task fails (default: task failures are results, exit 0)")
 
 
 def choose_planner(name: str) -> str:
     if name != "auto":
         return name
-    from ivl_embodied.model.agent import DEFAULT_PLANNER_DIR
+    from ivl_embodied.checkpoints.planner import DEFAULT_PLANNER_DIR
 
     if (DEFAULT_PLANNER_DIR / "vision").is_dir():
         return "default"
@@ -72,7 +74,7 @@ def _oracle_plan(task):
 
     world = SimWorld(scene_for(task))
     try:
-        world.step(int(0.2 / float(world.model.opt.timestep)))  # settled exactly as sim_node settles it
+        world.settle()  # exactly as sim_node settles it
         return oracle_plan(world, task.goal)
     finally:
         world.close()
@@ -108,16 +110,31 @@ class Driver:
         self.embeddings = 0
 
 
-def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float) -> dict:
-    from ivl_embodied.nodes.convert import header, msg_to_image, stamp_to_ns
-    from ivl_embodied.nodes.operator_cli import TERMINAL, state_name
-    from ivl_embodied.plan.msg_convert import plan_to_msg
+def _result(status: str, message: str, t0: float, driver: Driver, verdict: bool) -> dict:
+    """One task's outcome. ``verdict``: the stack reached a final status for it (whatever it was);
+    False when the stack itself failed (no robot, no embeddings, no final status in time)."""
+    from ivl_embodied.transport.convert import msg_to_image
+
+    goal = bool(driver.goal and driver.goal[-1])
+    return {"ok": verdict and status == "SUCCEEDED" and goal, "verdict": verdict, "status": status,
+            "message": message, "goal_reached": goal, "wall_s": round(time.monotonic() - t0, 2),
+            "frames": [msg_to_image(f) for f in driver.frames]}
+
+
+def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, retries: int = 5) -> dict:
+    """Send one task (or its oracle plan) and follow it to a final status and the simulator's verdict.
+
+    A task REJECTED because the planner had no embeddings yet (``reason == no_embeddings``: its
+    reader can match the vision writer a moment after ours did, and volatile topics keep no
+    history) is sent again, ``retries`` times at most, a second apart, as an operator would."""
+    from ivl_embodied.nodes.status import TERMINAL, state_name
     from ivl_embodied.transport import msg_type
+    from ivl_embodied.transport.convert import header, plan_to_msg, stamp_to_ns
 
     node = driver.node
-    if not node.spin_until(lambda: len(driver.frames) >= 2 and bool(driver.goal), timeout=60):
-        return {"ok": False, "status": "NO_ROBOT", "message": "no camera frames from sim_node within 60 s"}
     t0 = time.monotonic()
+    if not node.spin_until(lambda: len(driver.frames) >= 2 and bool(driver.goal), timeout=60):
+        return _result("NO_ROBOT", "no camera frames from sim_node within 60 s", t0, driver, False)
     if planner == "oracle":
         stamp = stamp_to_ns(driver.frames[-1].header.stamp)
         driver.plan_pub.publish(plan_to_msg(_oracle_plan(task), task_id, task.instruction, "(oracle)",
@@ -126,8 +143,8 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float) -
         node.wait_for_subscribers("/ivl/task", timeout=120)
         # Two embeddings after this scene appeared: the planner has seen this scene, not the last one.
         if not node.spin_until(lambda: driver.embeddings >= 2, timeout=60):
-            return {"ok": False, "status": "NO_EMBEDDINGS", "message": "no visual embeddings within 60 s",
-                    "goal_reached": False, "wall_s": 60.0, "frames": []}
+            return _result("NO_EMBEDDINGS", "no visual embeddings within 60 s", t0, driver, False)
+
     def send() -> None:
         driver.task_pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
             header=header(time.time_ns()), task_id=task_id, instruction=task.instruction))
@@ -136,32 +153,24 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float) -
         send()
     final = None
     seen = 0
-    retries = 0
     while time.monotonic() - t0 < timeout and final is None:
         node.spin_once(0.05)
         for s in driver.statuses[seen:]:
             if s.task_id != task_id:
                 continue
             log.info("  [%s] %s", state_name(s.state), s.message)
-            # The planner's reader can match the vision writer a moment after ours did (no history
-            # on volatile topics): ask again, a bounded number of times, as an operator would.
-            if state_name(s.state) == "REJECTED" and "no valid visual embeddings" in s.message and retries < 5:
-                retries += 1
+            if state_name(s.state) == "REJECTED" and s.reason == "no_embeddings" and retries > 0:
+                retries -= 1
                 node.spin_until(lambda: False, timeout=1.0)
                 send()
             elif state_name(s.state) in TERMINAL:
                 final = s
         seen = len(driver.statuses)
-    if final is not None and state_name(final.state) == "SUCCEEDED":
+    if final is None:
+        return _result("TIMEOUT", f"no final status within {timeout:.0f} s", t0, driver, False)
+    if state_name(final.state) == "SUCCEEDED":
         node.spin_until(lambda: bool(driver.goal) and driver.goal[-1], timeout=3)
-    return {
-        "ok": final is not None and state_name(final.state) == "SUCCEEDED" and bool(driver.goal and driver.goal[-1]),
-        "status": state_name(final.state) if final is not None else "TIMEOUT",
-        "message": final.message if final is not None else f"no final status within {timeout:.0f} s",
-        "goal_reached": bool(driver.goal and driver.goal[-1]),
-        "wall_s": round(time.monotonic() - t0, 2),
-        "frames": [msg_to_image(f) for f in driver.frames],
-    }
+    return _result(state_name(final.state), final.message, t0, driver, True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
         spec: NodeSpec = specs[name]
         return NodeProcess(spec, node_argv(spec, graph.params_file, list(params)), env)
 
-    realtime_factor = args.realtime_factor if args.realtime_factor is not None else (2.0 if planner == "oracle" else 1.0)
+    realtime_factor = args.realtime_factor
+    if realtime_factor is None:
+        realtime_factor = 2.0 if planner == "oracle" else 1.0
     resident = [start("executor_node")]
     if planner != "oracle":
         resident += [start("vision_node", f"checkpoint:={planner}"), start("planner_node", f"checkpoint:={planner}")]
@@ -202,6 +213,9 @@ def run(args: argparse.Namespace) -> int:
                 r = run_task(driver, task, f"demo{i}", planner, args.timeout)
             finally:
                 stop_nodes([sim])
+            dead = [p.spec.name for p in resident if p.popen.poll() is not None]
+            if dead:  # a task cannot be judged by a stack that lost a node
+                r.update(verdict=False, ok=False, status="NODE_DIED", message=f"{', '.join(dead)} exited")
             frames = r.pop("frames")
             video = write_video(frames, args.out / f"task_{i:03d}.mp4", fps=5.0) if frames else None
             r.update(index=i, instruction=task.instruction, type=task.goal.type,
@@ -209,11 +223,28 @@ def run(args: argparse.Namespace) -> int:
             results.append(r)
             print(f"=== {'SUCCESS' if r['ok'] else 'FAILURE'}: executor {r['status']}, simulator goal "
                   f"{'reached' if r['goal_reached'] else 'not reached'} ({r['wall_s']} s) {r['message']}", flush=True)
+            if dead:
+                break
     finally:
         driver.node.shutdown()
         stop_nodes(resident)
     summary = {"planner": planner, "split": args.split, "tasks": results,
-               "success_rate": round(sum(r["ok"] for r in results) / len(results), 3)}
+               "success_rate": round(sum(r["ok"] for r in results) / len(results), 3),
+               "stack_failures": [r["index"] for r in results if not r["verdict"]]}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{sum(r['ok'] for r in results)}/{len(results)} tasks succeeded; videos and summary in {args.out}/")
-    return 0 if results and all(r["ok"] for r in results) else 1
+    for r in results:
+        print(f"  task {r['index']} ({r['type']}): {'SUCCESS' if r['ok'] else 'FAILURE'} — {r['status']}, "
+              f"goal {'reached' if r['goal_reached'] else 'not reached'}")
+    return exit_status(results, args.require_success)
+
+
+def exit_status(results: list[dict], require_success: bool = False) -> int:
+    """0: the stack ran and every task reached a verdict; 1: the stack failed on some task (no
+    robot, no embeddings, no final status in time, a node died); 3: with ``require_success``, a
+    task's verdict was a failure."""
+    if not results or not all(r["verdict"] for r in results):
+        return 1
+    if require_success and not all(r["ok"] for r in results):
+        return 3
+    return 0

@@ -26,24 +26,10 @@ from pathlib import Path
 
 import yaml
 
+from ivl_embodied.resources import share_path
+
 log = logging.getLogger("ivl_embodied.launcher")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _share_dir() -> Path:
-    """The package's share directory: the source tree, or the installed ament share."""
-    if (REPO_ROOT / "launch" / "graph.yaml").is_file():
-        return REPO_ROOT
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("ivl_embodied"))
-    except Exception as e:  # ament_index missing or package not installed
-        raise FileNotFoundError(
-            "cannot find launch/graph.yaml: neither in the source tree "
-            f"({REPO_ROOT}) nor in an installed ivl_embodied share directory ({e})"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -75,8 +61,9 @@ class Graph:
 
 
 def load_graph(path: Path | None = None) -> Graph:
-    share = _share_dir()
-    path = Path(path) if path else share / "launch" / "graph.yaml"
+    """The graph in ``path`` (default: the package's ``launch/graph.yaml``). A relative
+    ``params_file`` is looked up in ``config/`` beside the graph's folder, else in the package's."""
+    path = Path(path) if path else share_path("launch/graph.yaml")
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -90,7 +77,8 @@ def load_graph(path: Path | None = None) -> Graph:
         nodes.append(NodeSpec(name=n.get("name"), module=n.get("module"), group=n.get("group")))
     params = Path(data.get("params_file", "ivl_embodied.yaml"))
     if not params.is_absolute():
-        params = (path.parent.parent / "config" / params).resolve()
+        beside = path.parent.parent / "config" / params
+        params = beside.resolve() if beside.is_file() else share_path(f"config/{params}")
     return Graph(params_file=params, nodes=tuple(nodes))
 
 

@@ -22,7 +22,7 @@ def test_demo_with_oracle_plans_succeeds_and_records(loopback_dds, tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     (task,) = summary["tasks"]
-    assert task["ok"] and task["status"] == "SUCCEEDED" and task["goal_reached"]
+    assert task["ok"] and task["verdict"] and task["status"] == "SUCCEEDED" and task["goal_reached"]
     assert (tmp_path / "task_002.mp4").stat().st_size > 10_000
 
 
@@ -30,12 +30,48 @@ def test_demo_with_oracle_plans_succeeds_and_records(loopback_dds, tmp_path):
 def test_demo_full_graph_with_an_untrained_planner_ends_cleanly(loopback_dds, tmp_path):
     """vision_node → planner_node → executor_node with random weights: the plan is nonsense, and
     the task must end with a named reason from the executor (not a hang, not a crash)."""
-    from ivl_embodied.model.tiny import save_tiny_internvl
+    from ivl_embodied.checkpoints.tiny import save_tiny_internvl
 
     ck = save_tiny_internvl(tmp_path / "ck", tile_size=56)
-    res = _demo(loopback_dds, tmp_path / "out", "--planner", str(ck), "--tasks", "0", "--timeout", "90")
-    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
-    (task,) = json.loads((tmp_path / "out" / "summary.json").read_text())["tasks"]
+    res = _demo(loopback_dds, tmp_path / "out", "--planner", str(ck), "--tasks", "0", "--timeout", "90",
+                "--require-success")
+    assert res.returncode == 3, res.stdout[-3000:] + res.stderr[-3000:]  # a verdict, and it was failure
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (task,) = summary["tasks"]
+    assert task["verdict"] and summary["stack_failures"] == []
     assert not task["ok"] and not task["goal_reached"]
     assert task["status"] in ("FAILED", "REJECTED"), task
     assert task["message"].startswith("[") or "cannot ground" in task["message"], task["message"]
+
+
+def test_exit_status_separates_task_failures_from_stack_failures():
+    from ivl_embodied.demo import exit_status
+
+    ok = {"ok": True, "verdict": True}
+    failed = {"ok": False, "verdict": True}  # the stack ran; the task did not succeed
+    broken = {"ok": False, "verdict": False}  # no robot / no embeddings / no final status / node died
+    assert exit_status([ok, failed]) == 0
+    assert exit_status([ok, failed], require_success=True) == 3
+    assert exit_status([ok, ok], require_success=True) == 0
+    assert exit_status([ok, broken]) == 1 and exit_status([broken], require_success=True) == 1
+    assert exit_status([]) == 1
+
+
+class _Node:
+    def spin_until(self, cond, timeout):
+        return cond()
+
+
+class _Driver:
+    node = _Node()
+    frames: list = []
+    goal: list = []
+    statuses: list = []
+
+
+def test_no_robot_is_a_stack_failure_with_a_full_result():
+    from ivl_embodied.demo import run_task
+
+    r = run_task(_Driver(), task=None, task_id="t", planner="oracle", timeout=1.0)
+    assert r["status"] == "NO_ROBOT" and r["verdict"] is False and r["ok"] is False
+    assert r["frames"] == [] and r["goal_reached"] is False and "wall_s" in r

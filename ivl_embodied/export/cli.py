@@ -41,11 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.export_target == "onnx":
-        from .onnx_export import OnnxExportSettings, compare_with_torch, export_onnx
+        from ivl_embodied.export.onnx_export import (
+            OnnxExportSettings,
+            compare_with_torch,
+            export_onnx,
+        )
 
         settings = OnnxExportSettings(opset=args.opset)
         if args.verify:
-            from ivl_embodied.model.checkpoints import load_vision
+            from ivl_embodied.checkpoints.internvl import load_vision
 
             encoder = load_vision(args.vision)
             out = export_onnx(encoder, args.out, settings)
@@ -55,14 +59,18 @@ def run(args: argparse.Namespace) -> int:
             out = export_onnx(args.vision, args.out, settings)
         print(out)
         return 0
-    from .trt_build import EngineBuildSettings, build_engine, plan_engine_build, trtexec_command
+    from ivl_embodied.export.trt_build import (
+        EngineBuildSettings,
+        build_engine,
+        plan_engine_build,
+        trtexec_command,
+    )
 
     settings = EngineBuildSettings(precision=args.precision, max_tiles=args.max_tiles,
                                    opt_tiles=args.opt_tiles, workspace_mib=args.workspace_mib)
     if args.print_trtexec:
+        from ivl_embodied.export.onnx_export import read_onnx_metadata
         from ivl_embodied.runtime.meta import write_sidecar
-
-        from .onnx_export import read_onnx_metadata
 
         meta = read_onnx_metadata(args.onnx)
         plan = plan_engine_build(meta, settings)

@@ -76,7 +76,7 @@ def export_onnx(
     if isinstance(vision, nn.Module):
         encoder = vision
     else:
-        from ivl_embodied.model.checkpoints import load_vision
+        from ivl_embodied.checkpoints.internvl import load_vision
 
         encoder = load_vision(vision, dtype=torch.float32, device="cpu")
     encoder = encoder.to(torch.float32).eval()

@@ -15,10 +15,8 @@ import threading
 import time
 
 from ivl_embodied.nodes.base import NodeBase, run_node
-from ivl_embodied.nodes.convert import header, stamp_to_ns, trajectory_to_msg
-from ivl_embodied.transport import msg_type
-
-STATUS = "ivl_embodied_msgs/msg/TaskStatus"
+from ivl_embodied.nodes.status import StatusPublisher
+from ivl_embodied.transport.convert import stamp_to_ns, trajectory_to_msg
 
 
 class ExecutorNode(NodeBase):
@@ -44,35 +42,22 @@ class ExecutorNode(NodeBase):
     def setup(self) -> None:
         from ivl_embodied.nodes.topic_robot import TopicRobot, TopicRobotConfig
         from ivl_embodied.plan.safety import SafetyGate, SafetyLimits
-        from ivl_embodied.sim.executor import Executor
-        from ivl_embodied.sim.kinematics import ArmKinematics
-        from ivl_embodied.sim.world import ARM_JOINTS
+        from ivl_embodied.robot.executor import Executor
+        from ivl_embodied.sim.world import ARM  # the arm's description (our MuJoCo arm)
 
         p = self.params
-        kin = ArmKinematics()
-        ids = [kin.model.joint(j).id for j in ARM_JOINTS]
-        limits = SafetyLimits(
-            allowed_actions=tuple(p["allowed_actions"]), max_joint_speed=float(p["max_joint_speed"]),
-            max_data_age_s=float(p["max_plan_age_s"]),
-            joint_lower=tuple(float(kin.model.jnt_range[i, 0]) for i in ids),
-            joint_upper=tuple(float(kin.model.jnt_range[i, 1]) for i in ids),
-        )
-        self.gate = SafetyGate(limits)
+        self.gate = SafetyGate(SafetyLimits(allowed_actions=tuple(p["allowed_actions"]),
+                                            max_data_age_s=float(p["max_plan_age_s"])))
         topics = tuple((key, p[f"{key}_topic"]) for key in
                        ("rgb", "depth", "camera_info", "joint_states", "tf_static", "trajectory", "gripper"))
-        self.robot = TopicRobot(self.node, TopicRobotConfig(arm_joints=ARM_JOINTS, base_frame=p["base_frame"],
-                                                            topics=topics))
-        self.executor = Executor(self.robot, self.gate)
+        self.robot = TopicRobot(self.node, TopicRobotConfig(arm=ARM, base_frame=p["base_frame"], topics=topics))
+        self.executor = Executor(self.robot, self.gate,
+                                 limits=ARM.trajectory_limits(max_joint_speed=float(p["max_joint_speed"])))
         self.busy: str | None = None
         self.worker: threading.Thread | None = None
-        self.status_pub = self.node.create_publisher(STATUS, p["status_topic"])
+        self.status = StatusPublisher(self.node, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/ActionPlan", p["plan_topic"], self.on_plan)
         self.node.create_subscription("std_msgs/msg/Bool", p["estop_topic"], self.on_estop)
-
-    def status(self, task_id: str, state: str, message: str = "") -> None:
-        S = msg_type(STATUS)
-        self.status_pub.publish(S(header=header(time.time_ns()), task_id=task_id,
-                                  state=getattr(S, f"STATE_{state}"), message=message))
 
     def on_estop(self, msg) -> None:
         if msg.data and not self.gate.estopped:
@@ -84,7 +69,7 @@ class ExecutorNode(NodeBase):
             self.logger.info("e-stop reset")
 
     def hold_position(self) -> None:
-        from ivl_embodied.sim.robot import JointTrajectory, JointTrajectoryPoint
+        from ivl_embodied.robot.interface import JointTrajectory, JointTrajectoryPoint
 
         try:
             q = self.robot.get_observation(with_images=False).joint_state.position
@@ -96,20 +81,21 @@ class ExecutorNode(NodeBase):
         self.robot.pub_traj.publish(trajectory_to_msg(hold))
 
     def on_plan(self, msg) -> None:
-        from ivl_embodied.plan.msg_convert import msg_to_plan
         from ivl_embodied.plan.schema import format_plan
+        from ivl_embodied.transport.convert import msg_to_plan
 
         task_id = msg.task_id
         if self.busy is not None:
-            self.status(task_id, "REJECTED", f"executor busy with task {self.busy}")
+            self.status(task_id, "REJECTED", f"executor busy with task {self.busy}", reason="busy")
             return
         try:
             plan_text = format_plan(msg_to_plan(msg))
         except ValueError as e:
-            self.status(task_id, "REJECTED", f"malformed plan: {e}")
+            self.status(task_id, "REJECTED", f"malformed plan: {e}", reason="refused")
             return
         self.busy = task_id
-        self.worker = threading.Thread(target=self._execute, args=(task_id, plan_text, stamp_to_ns(msg.embedding_stamp)),
+        self.worker = threading.Thread(target=self._execute, args=(task_id, plan_text,
+                                                                   stamp_to_ns(msg.embedding_stamp)),
                                        name=f"execute-{task_id}", daemon=True)
         self.worker.start()
 
@@ -124,7 +110,8 @@ class ExecutorNode(NodeBase):
                     break
                 except RobotUnavailable as e:
                     if time.monotonic() > deadline:
-                        self.status(task_id, "REJECTED", f"cannot ground the plan: {e}")
+                        self.status(task_id, "REJECTED", f"cannot ground the plan: {e}",
+                                    reason="no_observation")
                         return
                     time.sleep(0.05)
             self.status(task_id, "EXECUTING", plan_text)
@@ -132,10 +119,12 @@ class ExecutorNode(NodeBase):
             if report.ok:
                 self.status(task_id, "SUCCEEDED", f"{len(report.steps)} steps done")
             else:
-                state = "REJECTED" if report.stage in ("parse", "safety") else "FAILED"
-                self.status(task_id, state, f"[{report.stage}] {report.reason}")
+                refused = report.stage in ("parse", "safety")
+                reason = "estop" if self.gate.estopped else ("refused" if refused else "execution")
+                self.status(task_id, "REJECTED" if refused else "FAILED", f"[{report.stage}] {report.reason}",
+                            reason=reason)
         except RobotUnavailable as e:
-            self.status(task_id, "FAILED", str(e))
+            self.status(task_id, "FAILED", str(e), reason="robot_unavailable")
         finally:
             self.busy = None
 

@@ -14,19 +14,9 @@ import sys
 import time
 import uuid
 
-from ivl_embodied.nodes.convert import header
+from ivl_embodied.nodes.status import STATUS, TERMINAL, state_name
 from ivl_embodied.transport import make_node, msg_type
-
-STATUS = "ivl_embodied_msgs/msg/TaskStatus"
-TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
-
-
-def state_name(code: int) -> str:
-    S = msg_type(STATUS)
-    for name in dir(S):
-        if name.startswith("STATE_") and getattr(S, name) == code:
-            return name[len("STATE_"):]
-    return f"UNKNOWN({code})"
+from ivl_embodied.transport.convert import header
 
 
 def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sys.stdout) -> str:

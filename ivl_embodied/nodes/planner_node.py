@@ -10,13 +10,10 @@ from __future__ import annotations
 import sys
 import time
 
+from ivl_embodied.checkpoints.planner import resolve_checkpoint
 from ivl_embodied.nodes.base import NodeBase, run_node
-from ivl_embodied.nodes.checkpoints import resolve_checkpoint
-from ivl_embodied.nodes.convert import header, msg_to_payload, stamp_to_ns
-from ivl_embodied.plan.msg_convert import plan_to_msg
-from ivl_embodied.transport import msg_type
-
-STATUS = "ivl_embodied_msgs/msg/TaskStatus"
+from ivl_embodied.nodes.status import StatusPublisher
+from ivl_embodied.transport.convert import msg_to_payload, plan_to_msg, stamp_to_ns
 
 
 class PlannerNode(NodeBase):
@@ -35,7 +32,8 @@ class PlannerNode(NodeBase):
     def setup(self) -> None:
         import torch
 
-        from ivl_embodied.model import GenerationSettings, load_language
+        from ivl_embodied.checkpoints.internvl import load_language
+        from ivl_embodied.language.planner import GenerationSettings
 
         p = self.params
         dtype = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
@@ -44,14 +42,14 @@ class PlannerNode(NodeBase):
         self.latest = None  # (VisualEmbeddings, header of their message, monotonic receipt time)
         self.rejected = ""  # why the last dropped embeddings were dropped
         self.plan_pub = self.node.create_publisher("ivl_embodied_msgs/msg/ActionPlan", p["plan_topic"])
-        self.status_pub = self.node.create_publisher(STATUS, p["status_topic"])
+        self.status = StatusPublisher(self.node, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["embedding_topic"],
                                       self.on_embedding, "large_latest")
         self.node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"], self.on_task)
 
     def on_embedding(self, msg) -> None:
         """Validate on receipt: a malformed or mismatched sample is dropped, the last good one kept."""
-        from ivl_embodied.model import VisualEmbeddings
+        from ivl_embodied.embeddings.payload import VisualEmbeddings
 
         try:
             visual = VisualEmbeddings.from_payload(msg_to_payload(msg), device=self.planner.device)
@@ -64,37 +62,34 @@ class PlannerNode(NodeBase):
             return
         self.latest = (visual, msg.header, time.monotonic())
 
-    def status(self, task_id: str, state: str, message: str = "") -> None:
-        S = msg_type(STATUS)
-        self.status_pub.publish(S(header=header(time.time_ns()), task_id=task_id,
-                                  state=getattr(S, f"STATE_{state}"), message=message))
-
     def on_task(self, msg) -> None:
         task_id, instruction = msg.task_id, msg.instruction
         if not instruction.strip():
-            self.status(task_id, "REJECTED", "empty instruction")
+            self.status(task_id, "REJECTED", "empty instruction", reason="bad_instruction")
             return
         if self.latest is None:
             why = f"; the last were dropped: {self.rejected}" if self.rejected else ""
             self.status(task_id, "REJECTED",
-                        f"no valid visual embeddings received on {self.params['embedding_topic']}{why}")
+                        f"no valid visual embeddings received on {self.params['embedding_topic']}{why}",
+                        reason="no_embeddings")
             return
         visual, emb_header, received = self.latest
         age = time.monotonic() - received
         if self.params["max_input_age_s"] > 0 and age > self.params["max_input_age_s"]:
             self.status(task_id, "REJECTED", f"latest visual embeddings are {age:.1f} s old "
-                                             f"(max_input_age_s={self.params['max_input_age_s']})")
+                                             f"(max_input_age_s={self.params['max_input_age_s']})",
+                        reason="stale_embeddings")
             return
         self.status(task_id, "PLANNING", instruction)
         t0 = time.perf_counter()
         out = self.planner.generate(visual, instruction, self.settings)
         total_ms = 1e3 * (time.perf_counter() - t0)
         if out.plan is None:
-            self.status(task_id, "FAILED", f"unparseable plan {out.text!r}: {out.error}")
+            self.status(task_id, "FAILED", f"unparseable plan {out.text!r}: {out.error}", reason="unparseable_plan")
             return
         self.plan_pub.publish(plan_to_msg(
             out.plan, task_id, instruction, out.text,
-            prefill_ms=out.timings.get("prefill_ms", 0.0), decode_ms=out.timings.get("decode_ms", total_ms),
+            prefill_ms=out.timings["prefill_ms"], decode_ms=out.timings["decode_ms"],
             generated_tokens=len(out.token_ids), stamp=time.time_ns(),
             frame_id=emb_header.frame_id, embedding_stamp=stamp_to_ns(emb_header.stamp),
         ))

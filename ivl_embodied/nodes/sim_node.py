@@ -18,7 +18,8 @@ import sys
 import time
 
 from ivl_embodied.nodes.base import NodeBase, run_node
-from ivl_embodied.nodes.convert import (
+from ivl_embodied.transport import QosProfile, msg_type
+from ivl_embodied.transport.convert import (
     MessageError,
     camera_info_to_msg,
     image_to_msg,
@@ -27,8 +28,8 @@ from ivl_embodied.nodes.convert import (
     msg_to_gripper,
     msg_to_trajectory,
     ns_to_stamp,
+    s_to_ns,
 )
-from ivl_embodied.transport import QosProfile, msg_type
 
 TF_STATIC_QOS = QosProfile("reliable", 1, "transient_local")
 CLOCK_QOS = QosProfile("best_effort", 1, "volatile")
@@ -80,7 +81,7 @@ class SimNode(NodeBase):
                               self.on_trajectory)
         n.create_subscription("std_msgs/msg/Float64MultiArray", "/gripper_controller/commands", self.on_gripper)
 
-        self.world.step(int(0.2 / self.dt))  # let objects settle before anyone looks
+        self.world.settle()  # before anyone looks
         self.publish_static()
         self._wall0, self._sim0 = time.monotonic(), self.world.time
         n.create_timer(0.01, self.on_physics)
@@ -90,7 +91,7 @@ class SimNode(NodeBase):
 
     # -- clock --------------------------------------------------------------------------
     def sim_ns(self) -> int:
-        return int(round(self.world.time * 1e9))
+        return s_to_ns(self.world.time)
 
     def on_physics(self) -> None:
         """Step physics up to where (scaled) wall-clock time says it should be, bounded per tick."""

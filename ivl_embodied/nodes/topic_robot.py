@@ -1,4 +1,4 @@
-"""A :class:`~ivl_embodied.sim.robot.Robot` over ROS topics: the executor's view of any arm.
+"""A :class:`~ivl_embodied.robot.interface.Robot` over ROS topics: the executor's view of any arm.
 
 Sensor callbacks (run on the node's spinning thread) store the latest joint state, camera
 frames (RGB + depth paired by stamp, a short bounded history), camera info and the camera's
@@ -17,22 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ivl_embodied.nodes.convert import (
-    MessageError,
-    gripper_to_msg,
-    msg_to_camera_info,
-    msg_to_image,
-    stamp_to_ns,
-    trajectory_to_msg,
-    transform_to_matrix,
-)
-from ivl_embodied.sim.robot import (
+from ivl_embodied.robot.arm import ArmDescription
+from ivl_embodied.robot.interface import (
+    GOAL_TOLERANCE_RAD,
+    TRAJECTORY_SETTLE_S,
     GripperCommand,
     JointState,
     JointTrajectory,
     MotionResult,
     Observation,
     Robot,
+)
+from ivl_embodied.transport.convert import (
+    MessageError,
+    gripper_to_msg,
+    msg_to_camera_info,
+    msg_to_image,
+    ns_to_s,
+    stamp_to_ns,
+    trajectory_to_msg,
+    transform_to_matrix,
 )
 
 
@@ -42,11 +46,11 @@ class RobotUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class TopicRobotConfig:
-    arm_joints: tuple[str, ...]
+    arm: ArmDescription
     finger_joints: tuple[str, ...] = ("finger_left_joint", "finger_right_joint")
     base_frame: str = "base_link"
-    goal_tolerance: float = 0.03  # rad at the end of a trajectory
-    settle_s: float = 0.6  # robot time allowed after a trajectory's end
+    goal_tolerance: float = GOAL_TOLERANCE_RAD  # rad at the end of a trajectory
+    settle_s: float = TRAJECTORY_SETTLE_S  # robot time allowed after a trajectory's end
     gripper_timeout_s: float = 0.8  # robot time
     wall_timeout_factor: float = 4.0  # wall-clock bound = factor x robot-time budget + 5 s
     frame_history: int = 40
@@ -61,8 +65,6 @@ class TopicRobotConfig:
         for name in ("goal_tolerance", "settle_s", "gripper_timeout_s", "wall_timeout_factor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.arm_joints:
-            raise ValueError("arm_joints must name at least one joint")
 
     def topic(self, key: str) -> str:
         return dict(self.topics)[key]
@@ -74,7 +76,7 @@ class TopicRobot(Robot):
 
         self.node = node
         self.cfg = config
-        self.arm_joint_names = tuple(config.arm_joints)
+        self.arm = config.arm
         self._cv = threading.Condition()
         self._joints: dict[str, tuple[float, float]] = {}
         self._robot_ns: int | None = None
@@ -128,7 +130,7 @@ class TopicRobot(Robot):
         with self._cv:
             if self._robot_ns is None:
                 raise RobotUnavailable(f"no joint states on {self.cfg.topic('joint_states')}")
-            return self._robot_ns * 1e-9
+            return ns_to_s(self._robot_ns)
 
     def _arm(self) -> tuple[np.ndarray, np.ndarray]:
         missing = [j for j in self.arm_joint_names if j not in self._joints]
@@ -149,7 +151,7 @@ class TopicRobot(Robot):
         """Joint state plus, with images, the RGB-D frame stamped ``stamp_ns`` (default: newest)."""
         with self._cv:
             q, v = self._arm()
-            now = (self._robot_ns or 0) * 1e-9
+            now = ns_to_s(self._robot_ns or 0)
             if not with_images:  # joint state only: what skills read between motions
                 return Observation(np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32), None,
                                    JointState(self.arm_joint_names, q, v), self._opening(), now)
@@ -159,8 +161,8 @@ class TopicRobot(Robot):
             stamp = paired[-1] if stamp_ns is None else stamp_ns
             if stamp not in self._depth or stamp not in self._rgb:
                 raise RobotUnavailable(
-                    f"no RGB-D frame stamped {stamp * 1e-9:.3f} s (have {paired[0] * 1e-9:.3f}.."
-                    f"{paired[-1] * 1e-9:.3f} s)")
+                    f"no RGB-D frame stamped {ns_to_s(stamp):.3f} s (have {ns_to_s(paired[0]):.3f}.."
+                    f"{ns_to_s(paired[-1]):.3f} s)")
             rgb_msg, depth_msg = self._rgb[stamp], self._depth[stamp]
             info = self._camera_info()
             joints = JointState(self.arm_joint_names, q, v)
@@ -171,7 +173,7 @@ class TopicRobot(Robot):
             raise RobotUnavailable(f"unusable camera frame: {e}") from None
         if depth.ndim != 2 or depth.shape != rgb.shape[:2]:
             raise RobotUnavailable(f"depth {depth.shape} does not match rgb {rgb.shape[:2]}")
-        return Observation(rgb, depth, info, joints, opening, stamp * 1e-9)
+        return Observation(rgb, depth, info, joints, opening, ns_to_s(stamp))
 
     def _camera_info(self):
         if self._info is None:
@@ -189,13 +191,14 @@ class TopicRobot(Robot):
         wall_deadline = time.monotonic() + self.cfg.wall_timeout_factor * robot_budget_s + 5.0
         with self._cv:
             while True:
-                t = (self._robot_ns or 0) * 1e-9
+                t = ns_to_s(self._robot_ns or 0)
                 if done(t - t_start):
                     return None
                 if t - t_start > robot_budget_s:
                     return f"{what}: not done after {robot_budget_s:.1f} s of robot time"
                 if time.monotonic() > wall_deadline:
-                    return f"{what}: no joint-state progress for {wall_deadline - time.monotonic() + robot_budget_s:.0f} s"
+                    waited = wall_deadline - time.monotonic() + robot_budget_s
+                    return f"{what}: no joint-state progress for {waited:.0f} s"
                 self._cv.wait(timeout=0.1)
 
     def send_trajectory(self, traj: JointTrajectory) -> MotionResult:

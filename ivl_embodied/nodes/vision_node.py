@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 import time
 
+from ivl_embodied.checkpoints.planner import resolve_checkpoint
 from ivl_embodied.nodes.base import NodeBase, run_node
-from ivl_embodied.nodes.checkpoints import resolve_checkpoint
-from ivl_embodied.nodes.convert import MessageError, msg_to_image, payload_to_msg, stamp_to_ns
+from ivl_embodied.transport.convert import MessageError, msg_to_image, payload_to_msg, stamp_to_ns
 
 EMBEDDING = "ivl_embodied_msgs/msg/VisualEmbedding"
 DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -38,8 +38,8 @@ class VisionNode(NodeBase):
     }
 
     def setup(self) -> None:
-        from ivl_embodied.model import ViRPolicy
         from ivl_embodied.runtime import make_vision_backend
+        from ivl_embodied.vision.vir import ViRPolicy
 
         p = self.params
         if p["dtype"] not in DTYPES:
@@ -52,7 +52,7 @@ class VisionNode(NodeBase):
         if p["backend"] == "torch":
             path = resolve_checkpoint(p["checkpoint"], "vision")
             if not p["max_num_tiles"]:
-                from ivl_embodied.model.agent import planner_max_tiles
+                from ivl_embodied.checkpoints.planner import planner_max_tiles
 
                 self.max_tiles = planner_max_tiles(path, default=DEFAULT_MAX_TILES)
         elif not p["engine"]:
@@ -92,7 +92,7 @@ class VisionNode(NodeBase):
         self.encode_and_publish(msg)
 
     def encode_and_publish(self, msg) -> None:
-        from ivl_embodied.model.tiling import TilingConfig, tile_image
+        from ivl_embodied.vision.tiling import TilingConfig, tile_image
 
         try:
             rgb = msg_to_image(msg)

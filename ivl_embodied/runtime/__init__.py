@@ -6,7 +6,7 @@
     backend = make_vision_backend("onnxruntime", "trt_engines/vision.onnx")   # or "torch", ckpt dir
     emb = backend.encode(tiles, ViRPolicy("auto"))                          # VisualEmbeddings
 
-Every backend returns the same :class:`~ivl_embodied.model.embeddings.VisualEmbeddings`
+Every backend returns the same :class:`~ivl_embodied.embeddings.payload.VisualEmbeddings`
 (metadata, tile order, ViR rule); heavy runtimes are imported only when their backend is made.
 """
 

@@ -14,11 +14,10 @@ import logging
 
 import torch
 
-from ivl_embodied.model.embeddings import VisualEmbeddings
-from ivl_embodied.model.tiling import Tiles
-from ivl_embodied.model.vir import ViRPolicy, route_tiles
-
-from .meta import GraphMeta
+from ivl_embodied.embeddings.payload import VisualEmbeddings
+from ivl_embodied.runtime.meta import GraphMeta
+from ivl_embodied.vision.tiling import Tiles
+from ivl_embodied.vision.vir import ViRPolicy, route_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def assemble_embeddings(
     """Graph outputs of all tiles -> per-request routed :class:`VisualEmbeddings`.
 
     ``full`` [N, T256, D], ``p_compress`` [N], ``compressed`` [N, T64, D]; same rule and tile
-    order as :meth:`ivl_embodied.model.vision.VisionEncoder.forward`.
+    order as :meth:`ivl_embodied.vision.encoder.VisionEncoder.forward`.
     """
     policy = policy or ViRPolicy(mode="full")
     n = tiles.num_tiles

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import VisionBackend
+from ivl_embodied.runtime.base import VisionBackend
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The ONNX file stores it in ``metadata_props`` (string key/values); a TensorRT engine stores
 it in a JSON sidecar ``<engine>.json`` next to the engine, copied from the ONNX file it was
 built from. Every backend checks incoming tiles against it and stamps ``encoder_id`` on the
-:class:`~ivl_embodied.model.embeddings.VisualEmbeddings` it returns.
+:class:`~ivl_embodied.embeddings.payload.VisualEmbeddings` it returns.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class GraphMeta:
 
     @classmethod
     def from_encoder_config(cls, config) -> GraphMeta:
-        """From a :class:`~ivl_embodied.model.vision.VisionEncoderConfig`."""
+        """From a :class:`~ivl_embodied.vision.encoder.VisionEncoderConfig`."""
         return cls(
             tile_size=config.tile_size,
             vision_hidden_size=int(config.vision_config.hidden_size),

@@ -13,12 +13,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ivl_embodied.model.embeddings import VisualEmbeddings
-from ivl_embodied.model.tiling import Tiles
-from ivl_embodied.model.vir import ViRPolicy
-
-from .base import BackendUnavailableError, VisionBackend, assemble_embeddings, check_tiles
-from .meta import INPUT_NAME, OUTPUT_COMPRESSED, OUTPUT_FULL, OUTPUT_PROB, GraphMeta
+from ivl_embodied.embeddings.payload import VisualEmbeddings
+from ivl_embodied.runtime.base import (
+    BackendUnavailableError,
+    VisionBackend,
+    assemble_embeddings,
+    check_tiles,
+)
+from ivl_embodied.runtime.meta import (
+    INPUT_NAME,
+    OUTPUT_COMPRESSED,
+    OUTPUT_FULL,
+    OUTPUT_PROB,
+    GraphMeta,
+)
+from ivl_embodied.vision.tiling import Tiles
+from ivl_embodied.vision.vir import ViRPolicy
 
 logger = logging.getLogger(__name__)
 

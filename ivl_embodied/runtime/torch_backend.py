@@ -7,12 +7,11 @@ from pathlib import Path
 
 import torch
 
-from ivl_embodied.model.embeddings import VisualEmbeddings
-from ivl_embodied.model.tiling import Tiles
-from ivl_embodied.model.vir import ViRPolicy
-
-from .base import VisionBackend
-from .meta import GraphMeta
+from ivl_embodied.embeddings.payload import VisualEmbeddings
+from ivl_embodied.runtime.base import VisionBackend
+from ivl_embodied.runtime.meta import GraphMeta
+from ivl_embodied.vision.tiling import Tiles
+from ivl_embodied.vision.vir import ViRPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ class TorchVisionBackend(VisionBackend):
     name = "torch"
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: torch.dtype | None = None):
-        from ivl_embodied.model.checkpoints import load_vision
+        from ivl_embodied.checkpoints.internvl import load_vision
 
         if dtype is None:
             dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32

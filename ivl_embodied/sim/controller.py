@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ivl_embodied.sim.robot import JointTrajectory
+from ivl_embodied.robot.interface import JointTrajectory
 from ivl_embodied.sim.world import ARM_JOINTS, SimWorld
 
 MAX_START_DEVIATION = 0.1  # rad: a trajectory must start near the current state

@@ -6,12 +6,11 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ivl_embodied.plan.safety import SafetyGate, SafetyLimits
-from ivl_embodied.sim.executor import Executor
+from ivl_embodied.robot.executor import Executor
 from ivl_embodied.sim.recording import EpisodeRecorder
 from ivl_embodied.sim.sim_robot import SimRobot
 from ivl_embodied.sim.tasks import Task, scene_for, success
-from ivl_embodied.sim.world import ARM_JOINTS, SimWorld
+from ivl_embodied.sim.world import SETTLE_S, SimWorld
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +36,17 @@ class EpisodeResult:
                 "execution": self.execution, "recording": self.recording}
 
 
-def safety_limits_for(world: SimWorld) -> SafetyLimits:
-    m = world.model
-    ids = [m.joint(j).id for j in ARM_JOINTS]
-    return SafetyLimits(joint_lower=tuple(float(m.jnt_range[i, 0]) for i in ids),
-                        joint_upper=tuple(float(m.jnt_range[i, 1]) for i in ids))
+JUDGE_SETTLE_S = 0.5
+"""Physics time after the plan's last motion before the goal predicate is judged."""
 
 
-def run_episode(task: Task, planner, record_dir=None, settle_s: float = 0.5) -> EpisodeResult:
+def run_episode(task: Task, planner, record_dir=None, settle_s: float = JUDGE_SETTLE_S) -> EpisodeResult:
     t0 = time.perf_counter()
     world = SimWorld(scene_for(task))
     recorder = EpisodeRecorder(record_dir, f"episode_{task.seed:06d}") if record_dir else None
     robot = SimRobot(world, frame_callback=recorder.on_frame if recorder else None)
     try:
-        robot.hold(0.2)  # let objects settle on the table
+        robot.hold(SETTLE_S)  # let objects settle on the table
         if hasattr(planner, "reset"):
             planner.reset(task, world)
         obs = robot.get_observation()
@@ -59,7 +55,7 @@ def run_episode(task: Task, planner, record_dir=None, settle_s: float = 0.5) -> 
         except Exception as e:  # a planner bug must not abort the whole evaluation
             log.exception("planner failed on seed %d", task.seed)
             plan_text = f"<planner error: {type(e).__name__}: {e}>"
-        executor = Executor(robot, SafetyGate(safety_limits_for(world)))
+        executor = Executor(robot)  # trajectory limits from the arm's description
         report = executor.execute(plan_text, obs)
         robot.hold(settle_s)
         ok, why = success(world, task.goal)

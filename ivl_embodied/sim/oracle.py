@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ivl_embodied.plan.grounding import CameraInfo
+from ivl_embodied.perception.grounding import CameraInfo
 from ivl_embodied.plan.schema import GROUNDING_MAX, Plan, Step, format_plan
 from ivl_embodied.sim.world import ObjectSpec, SimWorld
 

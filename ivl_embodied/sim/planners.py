@@ -3,12 +3,11 @@
 A planner has ``plan(rgb [H, W, 3] uint8, instruction) -> plan text`` and optionally
 ``reset(task, world)`` (the oracle uses it to see sim state; learned planners ignore it).
 ``oracle`` is built in; any other name (``default``, a checkpoint directory) is handed to
-``ivl_embodied.model`` lazily, which provides ``make_planner(name)`` once the model lands.
+:func:`ivl_embodied.checkpoints.planner.make_planner`, imported only then.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Protocol
 
 import numpy as np
@@ -29,12 +28,17 @@ def make_planner(name: str, **options) -> Planner:
 
         return OraclePlanner()
     try:
-        model = importlib.import_module("ivl_embodied.model")
+        from ivl_embodied.checkpoints.planner import make_planner as make_model_planner
     except ImportError as e:
-        raise PlannerNotAvailable(f"planner {name!r} is not available: ivl_embodied.model failed to import ({e})") from e
-    factory = getattr(model, "make_planner", None)
-    if factory is None:
-        raise PlannerNotAvailable(
-            f"planner {name!r} is not available: ivl_embodied.model has no make_planner() yet; "
-            "use --planner oracle")
-    return factory(name, **options)
+        raise PlannerNotAvailable(f"planner {name!r} is not available: the model stack failed to import ({e})") from e
+    return make_model_planner(name, **options)
+
+
+class FixedPlanner:
+    """A planner that answers one given plan text, whatever it sees (RL rewards, MPO candidates)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def plan(self, rgb: np.ndarray, instruction: str) -> str:
+        return self.text

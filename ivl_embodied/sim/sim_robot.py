@@ -1,4 +1,4 @@
-"""The MuJoCo world behind the :class:`~ivl_embodied.sim.robot.Robot` seam.
+"""The MuJoCo world behind the :class:`~ivl_embodied.robot.interface.Robot` seam.
 
 Trajectories are followed the way a ros2_control ``joint_trajectory_controller`` follows them:
 the spline is sampled every physics step and fed to the arm's position actuators; physics moves
@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ivl_embodied.sim.controller import JointTrajectoryController
-from ivl_embodied.sim.robot import (
+from ivl_embodied.robot.interface import (
+    GOAL_TOLERANCE_RAD,
+    TRAJECTORY_SETTLE_S,
     GripperCommand,
     JointState,
     JointTrajectory,
@@ -22,7 +23,8 @@ from ivl_embodied.sim.robot import (
     Observation,
     Robot,
 )
-from ivl_embodied.sim.world import ARM_JOINTS, SimWorld
+from ivl_embodied.sim.controller import JointTrajectoryController
+from ivl_embodied.sim.world import ARM, ARM_JOINTS, SimWorld
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SimRobotConfig:
     max_trajectory_s: float = 30.0  # longer trajectories are refused
-    settle_s: float = 0.6  # max time after the end to converge
-    goal_tolerance: float = 0.03  # rad, max joint error at the end
+    settle_s: float = TRAJECTORY_SETTLE_S  # max time after the end to converge
+    goal_tolerance: float = GOAL_TOLERANCE_RAD  # rad, max joint error at the end
     gripper_timeout_s: float = 0.8
     frame_period_s: float = 1 / 15  # frame callback period (recording)
 
@@ -42,7 +44,7 @@ class SimRobotConfig:
 
 
 class SimRobot(Robot):
-    arm_joint_names = ARM_JOINTS
+    arm = ARM
 
     def __init__(self, world: SimWorld, config: SimRobotConfig | None = None,
                  frame_callback: Callable[[SimWorld], None] | None = None):

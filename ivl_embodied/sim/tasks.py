@@ -183,14 +183,17 @@ def success(world: SimWorld, goal: Goal) -> tuple[bool, str]:
         else:
             inside = abs(lx) < tgt.size[0] and abs(ly) < tgt.size[1]
         low = p[2] < tgt.height + 0.5 * obj.height
-        return bool(inside and low), f"{obj.phrase} at {np.round(p, 3).tolist()}, {tgt.phrase} at {np.round(q, 3).tolist()}"
+        return bool(inside and low), (f"{obj.phrase} at {np.round(p, 3).tolist()}, "
+                                      f"{tgt.phrase} at {np.round(q, 3).tolist()}")
     if goal.type == "stack":
         dz = p[2] - q[2]
         want = 0.5 * (obj.height + tgt.height)
         on = abs(dz - want) < 0.012 and math.hypot(dx, dy) < 0.025 and abs(q[2] - 0.5 * tgt.height) < 0.006
-        return bool(on), f"{obj.phrase} {dz * 1000:.0f} mm above {tgt.phrase} (want {want * 1000:.0f}), offset {math.hypot(dx, dy) * 1000:.0f} mm"
+        return bool(on), (f"{obj.phrase} {dz * 1000:.0f} mm above {tgt.phrase} (want {want * 1000:.0f}), "
+                          f"offset {math.hypot(dx, dy) * 1000:.0f} mm")
     inside = abs(lx) < tgt.size[0] and abs(ly) < tgt.size[0]
-    return bool(inside), f"{obj.phrase} offset ({lx * 1000:.0f}, {ly * 1000:.0f}) mm from the {tgt.phrase} centre (half size {tgt.size[0] * 1000:.0f} mm)"
+    return bool(inside), (f"{obj.phrase} offset ({lx * 1000:.0f}, {ly * 1000:.0f}) mm from the {tgt.phrase} centre "
+                          f"(half size {tgt.size[0] * 1000:.0f} mm)")
 
 
 # -- generating the shipped splits ------------------------------------------------------
@@ -200,7 +203,7 @@ def is_heldout_combo(gtype: str, obj: Entity, tgt: Entity) -> bool:
 
 
 def generate_split(split: str, n: int | None = None) -> list[Task]:
-    """Deterministic task list for ``split`` (what ``sim/tasks/<split>.jsonl`` holds)."""
+    """Deterministic task list for ``split`` (what ``ivl_embodied/sim/assets/tasks/<split>.jsonl`` holds)."""
     if split not in SPLITS:
         raise TaskError(f"unknown split {split!r}; expected one of {SPLITS}")
     n = SPLIT_SIZES[split] if n is None else n
@@ -221,7 +224,7 @@ def generate_split(split: str, n: int | None = None) -> list[Task]:
 
 
 def write_splits(directory=TASK_DIR) -> None:
-    """Regenerate ``sim/tasks/{train,val,heldout}.jsonl``: ``python3 -m ivl_embodied.sim.tasks``."""
+    """Regenerate ``ivl_embodied/sim/assets/tasks/{train,val,heldout}.jsonl``: ``python3 -m ivl_embodied.sim.tasks``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:

@@ -2,7 +2,7 @@
 
 A :class:`SceneSpec` (plain data, built by :mod:`ivl_embodied.sim.randomize` from a seed) lists the
 objects on the table, the camera pose and the lighting. :func:`build_mjcf` turns it into MJCF that
-includes the arm (``sim/arm.xml``); :class:`SimWorld` compiles it and owns physics and rendering.
+includes the arm (``ivl_embodied/sim/assets/arm.xml``); :class:`SimWorld` compiles it and owns physics and rendering.
 
 Frames: the robot base is the world origin, z up, the table top is the plane z = 0.
 Graspable objects are free bodies (they move only through contact); containers and zones are fixed.
@@ -14,15 +14,17 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ivl_embodied.plan.grounding import CameraInfo
+from ivl_embodied.perception.grounding import CameraInfo
+from ivl_embodied.robot.arm import ArmDescription
 
 log = logging.getLogger(__name__)
 
-ASSET_DIR = Path(__file__).resolve().parents[2] / "sim"
+ASSET_DIR = Path(str(resources.files("ivl_embodied.sim") / "assets"))  # package data: MJCF, task files
 ARM_XML = ASSET_DIR / "arm.xml"
 
 GRASPABLE = ("cube", "cylinder", "sphere")
@@ -39,6 +41,9 @@ COLORS: dict[str, tuple[float, float, float]] = {
 }
 ARM_JOINTS = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
 HOME_Q = (0.0, -0.35, 2.0, 0.0, 1.05, 0.0)  # arm folded up behind the workspace, tool down
+ARM = ArmDescription("ivl_arm6", ARM_XML, ARM_JOINTS, HOME_Q, tcp_site="tcp")
+SETTLE_S = 0.2
+"""Physics time a fresh scene runs before anyone looks at it, so objects rest on the table."""
 IMAGE_W, IMAGE_H, FOVY_DEG = 640, 480, 42.5  # D435 colour stream at 640x480: fx = fy ≈ 617
 
 
@@ -167,10 +172,13 @@ def build_mjcf(scene: SceneSpec) -> str:
   <visual><headlight ambient="{amb:.3g} {amb:.3g} {amb:.3g}" diffuse="0.25 0.25 0.25" specular="0 0 0"/>
     <global offwidth="{IMAGE_W}" offheight="{IMAGE_H}"/><quality shadowsize="1024"/></visual>
   <worldbody>
-    <light name="key" directional="true" dir="{_f(scene.light_dir)}" diffuse="{dif:.3g} {dif:.3g} {dif:.3g}" castshadow="true"/>
+    <light name="key" directional="true" dir="{_f(scene.light_dir)}" diffuse="{dif:.3g} {dif:.3g} {dif:.3g}"
+           castshadow="true"/>
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" rgba="0.3 0.3 0.32 1"/>
-    <geom name="table" type="box" size="0.6 0.7 0.02" pos="0.42 0 -0.02" rgba="{_f(scene.table_rgba)}" friction="0.6 0.005 0.0001"/>
-    <camera name="rgbd" pos="{_f(scene.camera_pos)}" xyaxes="{_f(camera_xyaxes(scene.camera_pos, scene.camera_target))}" fovy="{FOVY_DEG}"/>
+    <geom name="table" type="box" size="0.6 0.7 0.02" pos="0.42 0 -0.02" rgba="{_f(scene.table_rgba)}"
+          friction="0.6 0.005 0.0001"/>
+    <camera name="rgbd" pos="{_f(scene.camera_pos)}"
+            xyaxes="{_f(camera_xyaxes(scene.camera_pos, scene.camera_target))}" fovy="{FOVY_DEG}"/>
     {objects}
   </worldbody>
 </mujoco>"""
@@ -217,6 +225,14 @@ class SimWorld:
 
     def step(self, n: int = 1) -> None:
         self._mj.mj_step(self.model, self.data, nstep=n)
+
+    def steps_for(self, seconds: float) -> int:
+        """Physics steps that make ``seconds`` of simulated time."""
+        return int(seconds / float(self.model.opt.timestep))
+
+    def settle(self) -> None:
+        """Run :data:`SETTLE_S` of physics so a fresh scene's objects rest on the table."""
+        self.step(self.steps_for(SETTLE_S))
 
     @property
     def time(self) -> float:

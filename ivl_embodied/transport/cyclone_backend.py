@@ -153,7 +153,8 @@ class CycloneNode(TransportNode):
         self._topics[topic] = (t, type_name)
         return t
 
-    def create_publisher(self, msg_type: str | type, topic: str, qos: QosProfile | str | int | None = None) -> CyclonePublisher:
+    def create_publisher(self, msg_type: str | type, topic: str,
+                         qos: QosProfile | str | int | None = None) -> CyclonePublisher:
         topic, profile = qos_and_topic(topic, qos)
         pub = CyclonePublisher(self, topic, type_name_of(msg_type), profile)
         self._publishers[topic] = pub

@@ -160,8 +160,9 @@ class TransportNode(abc.ABC):
     @staticmethod
     def now() -> Any:
         """Wall-clock ``builtin_interfaces/Time`` for stamping headers."""
-        ns = time.time_ns()
-        return cyclone_types.msg_type("builtin_interfaces/msg/Time")(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+        from ivl_embodied.transport.convert import ns_to_stamp
+
+        return ns_to_stamp(time.time_ns())
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -193,7 +194,8 @@ class TransportNode(abc.ABC):
 
     # ------------------------------------------------------------------ abstract
     @abc.abstractmethod
-    def create_publisher(self, msg_type: str | type, topic: str, qos: QosProfile | str | int | None = None) -> Publisher: ...
+    def create_publisher(self, msg_type: str | type, topic: str,
+                         qos: QosProfile | str | int | None = None) -> Publisher: ...
 
     @abc.abstractmethod
     def create_subscription(self, msg_type: str | type, topic: str, callback: Callable[[Any], None],

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ivl_embodied.resources import share_path
+
 LOG = logging.getLogger(__name__)
 
 MSG_PACKAGE = "ivl_embodied_msgs"
@@ -39,7 +41,10 @@ def _candidate_dirs() -> list[Path]:
     env = os.environ.get(MSG_DIR_ENV)
     if env:
         out.append(Path(env))
-    out.append(Path(__file__).resolve().parents[2] / MSG_PACKAGE / "msg")
+    try:
+        out.append(share_path(f"{MSG_PACKAGE}/msg"))  # installed with the package, or the source tree
+    except FileNotFoundError:
+        pass
     prefixes = [sys.prefix] + [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     for prefix in prefixes:
         out.append(Path(prefix) / "share" / "ivl_embodied" / "msg")

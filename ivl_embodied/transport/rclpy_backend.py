@@ -86,7 +86,8 @@ class RclpyNode(TransportNode):
         self._pubs: dict[str, RclpyPublisher] = {}
         self._closed = False
 
-    def create_publisher(self, msg_type: str | type, topic: str, qos: QosProfile | str | int | None = None) -> RclpyPublisher:
+    def create_publisher(self, msg_type: str | type, topic: str,
+                         qos: QosProfile | str | int | None = None) -> RclpyPublisher:
         topic, profile = qos_and_topic(topic, qos)
         pub = RclpyPublisher(self, topic, type_name_of(msg_type), profile)
         self._pubs[topic] = pub

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ivl_embodied.nodes.convert import image_to_msg, msg_to_payload
+from ivl_embodied.transport.convert import image_to_msg, msg_to_payload
 
 INSTRUCTION = "put the red cube in the green bowl"
 BF16_ATOL = 2e-3  # same bound as tests/model/test_model_split_parity.py
@@ -19,8 +19,8 @@ BF16_ATOL = 2e-3  # same bound as tests/model/test_model_split_parity.py
 
 @pytest.fixture(scope="module")
 def split_plain(tmp_path_factory):
-    from ivl_embodied.model.checkpoints import split_checkpoint
-    from ivl_embodied.model.tiny import save_tiny_internvl
+    from ivl_embodied.checkpoints.internvl import split_checkpoint
+    from ivl_embodied.checkpoints.tiny import save_tiny_internvl
 
     root = tmp_path_factory.mktemp("dvd_plain")
     src = save_tiny_internvl(root / "full", seed=11, tile_size=56)
@@ -33,9 +33,10 @@ def split_plain(tmp_path_factory):
 def test_logits_from_dds_embeddings_match_transformers(loopback_dds, split_plain, python, dtype, atol):
     from transformers import InternVLForConditionalGeneration
 
-    from ivl_embodied.model import VisualEmbeddings, load_language
-    from ivl_embodied.model.tiling import TilingConfig, tile_image
+    from ivl_embodied.checkpoints.internvl import load_language
+    from ivl_embodied.embeddings.payload import VisualEmbeddings
     from ivl_embodied.transport import make_node
+    from ivl_embodied.vision.tiling import TilingConfig, tile_image
 
     full, vision_dir, language_dir = split_plain
     proc = subprocess.Popen(

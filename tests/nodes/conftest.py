@@ -10,8 +10,8 @@ def split_tiny(tmp_path_factory):
     import torch
 
     torch.set_num_threads(1)
-    from ivl_embodied.model.checkpoints import split_checkpoint
-    from ivl_embodied.model.tiny import save_tiny_internvl
+    from ivl_embodied.checkpoints.internvl import split_checkpoint
+    from ivl_embodied.checkpoints.tiny import save_tiny_internvl
 
     root = tmp_path_factory.mktemp("dvd")
     src = save_tiny_internvl(root / "full", seed=3, tile_size=56, with_vir=True)

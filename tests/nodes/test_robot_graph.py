@@ -45,10 +45,9 @@ def _stop(procs):
 @pytest.mark.slow
 @pytest.mark.parametrize("task_index", [0, 1])  # val split: one place_in, one push_to / stack
 def test_executor_and_sim_nodes_complete_a_task(loopback_dds, python, task_index):
-    from ivl_embodied.nodes.convert import stamp_to_ns
-    from ivl_embodied.plan.msg_convert import plan_to_msg
     from ivl_embodied.sim.tasks import load_split
     from ivl_embodied.transport import make_node
+    from ivl_embodied.transport.convert import plan_to_msg, stamp_to_ns
 
     task = load_split("val")[task_index]
     plan = _oracle_plan(task)

@@ -8,10 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from ivl_embodied.nodes.convert import image_to_msg, msg_to_payload, stamp_to_ns
 from ivl_embodied.plan import parse_plan
-from ivl_embodied.plan.msg_convert import msg_to_plan
 from ivl_embodied.transport import msg_type
+from ivl_embodied.transport.convert import image_to_msg, msg_to_payload, msg_to_plan, stamp_to_ns
 
 
 class Capture:
@@ -41,7 +40,7 @@ def planner(loopback_dds, split_tiny):
     from ivl_embodied.nodes.planner_node import PlannerNode
 
     node = PlannerNode.create({"checkpoint": str(split_tiny["language"]), "max_new_tokens": 120})
-    node.plan_pub, node.status_pub = Capture(), Capture()
+    node.plan_pub, node.status.publisher = Capture(), Capture()
     yield node
     node.shutdown()
 
@@ -49,7 +48,9 @@ def planner(loopback_dds, split_tiny):
 def test_vision_node_publishes_what_the_encoder_computes(vision):
     import torch
 
-    from ivl_embodied.model import ViRPolicy, VisualEmbeddings, encode_image
+    from ivl_embodied.embeddings.payload import VisualEmbeddings
+    from ivl_embodied.vision.encoder import encode_image
+    from ivl_embodied.vision.vir import ViRPolicy
 
     rgb = _rgb()
     vision.on_image(image_to_msg(rgb, 7_000_000_001, "camera_color_optical_frame"))
@@ -120,7 +121,7 @@ def _task(text, task_id="t1"):
 
 
 def _states(planner):
-    return [(s.task_id, s.state, s.message) for s in planner.status_pub.msgs]
+    return [(s.task_id, s.state, s.message) for s in planner.status.publisher.msgs]
 
 
 def test_planner_node_plans_from_received_embeddings(vision, planner):
@@ -131,6 +132,8 @@ def test_planner_node_plans_from_received_embeddings(vision, planner):
     assert parse_plan(plan_msg.raw_text) == msg_to_plan(plan_msg)  # random weights, but always a plan
     S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
     assert [s[1] for s in _states(planner)] == [S.STATE_PLANNING, S.STATE_PLANNED]
+    # the plan carries the planner's measured times: prefill and decode both ran, and took time
+    assert plan_msg.prefill_ms > 0 and plan_msg.decode_ms > 0 and plan_msg.generated_tokens > 0
 
 
 def test_planner_node_refuses_without_fresh_embeddings(vision, planner):
@@ -158,8 +161,8 @@ def test_planner_node_drops_bad_embeddings_on_receipt(vision, planner, caplog):
     assert planner.latest is None and "bytes" in caplog.text
     import torch
 
-    from ivl_embodied.model import VisualEmbeddings
-    from ivl_embodied.nodes.convert import payload_to_msg
+    from ivl_embodied.embeddings.payload import VisualEmbeddings
+    from ivl_embodied.transport.convert import payload_to_msg
 
     hidden = 2 * planner.planner.hidden_size
     wide = payload_to_msg(VisualEmbeddings(torch.randn(2, hidden), (1, 1), 64, 32, 2, 1, False, 56).to_payload(), 1, "")
@@ -228,8 +231,8 @@ def test_vision_and_planner_processes_plan_over_dds(loopback_dds, split_tiny, py
 def test_vision_node_onnxruntime_backend_matches_torch(loopback_dds, split_tiny, tmp_path):
     import torch
 
+    from ivl_embodied.embeddings.payload import VisualEmbeddings
     from ivl_embodied.export.onnx_export import export_onnx
-    from ivl_embodied.model import VisualEmbeddings
     from ivl_embodied.nodes.vision_node import VisionNode
 
     onnx_path = export_onnx(split_tiny["vision"], tmp_path / "v.onnx")

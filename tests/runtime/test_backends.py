@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from ivl_embodied.model.tiling import Tiles, TilingConfig, tile_image
-from ivl_embodied.model.vir import ViRPolicy
 from ivl_embodied.runtime import BackendUnavailableError, make_vision_backend
 from ivl_embodied.runtime.base import assemble_embeddings
 from ivl_embodied.runtime.meta import GraphMeta
 from ivl_embodied.runtime.ort_backend import ort_providers
+from ivl_embodied.vision.tiling import Tiles, TilingConfig, tile_image
+from ivl_embodied.vision.vir import ViRPolicy
 
 ATOL_FP32 = 1e-4
 
@@ -53,7 +53,7 @@ def test_onnxruntime_encode_equals_torch_encode(flash_pair, policy):
 
 @pytest.mark.parametrize("n_frames", [1, 3])
 def test_onnxruntime_dynamic_batch_through_encode(flash_pair, n_frames):
-    from ivl_embodied.model.tiling import tile_frames
+    from ivl_embodied.vision.tiling import tile_frames
 
     frames = [np.full((40, 60, 3), 30 * i, dtype=np.uint8) for i in range(n_frames)]
     tiles = tile_frames(frames, TilingConfig(tile_size=56))

@@ -6,13 +6,13 @@ import onnx
 import pytest
 import torch
 
+from ivl_embodied.checkpoints.internvl import load_vision
 from ivl_embodied.export.onnx_export import (
     OnnxExportSettings,
     VisionGraph,
     compare_with_torch,
     read_onnx_metadata,
 )
-from ivl_embodied.model.checkpoints import load_vision
 from ivl_embodied.runtime.meta import (
     INPUT_NAME,
     OUTPUT_COMPRESSED,

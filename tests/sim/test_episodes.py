@@ -3,14 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from ivl_embodied.plan.grounding import GroundedObject
+from ivl_embodied.perception.grounding import GroundedObject
 from ivl_embodied.plan.safety import SafetyGate, SafetyLimits
+from ivl_embodied.robot.executor import Executor
+from ivl_embodied.robot.skills import SkillFailure, Skills
 from ivl_embodied.sim import eval_cli
 from ivl_embodied.sim.episode import run_episode
-from ivl_embodied.sim.executor import Executor
 from ivl_embodied.sim.planners import make_planner
 from ivl_embodied.sim.sim_robot import SimRobot
-from ivl_embodied.sim.skills import SkillFailure, Skills
 from ivl_embodied.sim.tasks import load_split, parse_task, scene_for
 from ivl_embodied.sim.world import HOME_Q, SimWorld
 
@@ -34,7 +34,8 @@ def test_unreachable_target_fails_with_reason_and_bounded_time():
     w = _world()
     robot = SimRobot(w)
     far = GroundedObject(np.array([1.4, 0.0, 0.02]), 0.04, 0.0, np.array([0.04, 0.04, 0.04]), 100, False)
-    with pytest.raises(SkillFailure, match=r"pick 'red cube' \(approach\): IK failed: target \[1.4, 0.0, 0.12\].*unreachable"):
+    with pytest.raises(SkillFailure,
+                       match=r"pick 'red cube' \(approach\): IK failed: target \[1.4, 0.0, 0.12\].*unreachable"):
         Skills(robot).pick("red cube", far)
     assert np.abs(w.arm_q() - HOME_Q).max() < 0.05  # nothing was sent
     w.close()

@@ -22,7 +22,7 @@ def test_shipped_splits_match_generator_and_sizes():
     for split, n in (("train", 300), ("val", 100), ("heldout", 100)):
         tasks = load_split(split)
         assert len(tasks) == n
-        assert tasks == generate_split(split), f"sim/tasks/{split}.jsonl is stale: regenerate it"
+        assert tasks == generate_split(split), f"ivl_embodied/sim/assets/tasks/{split}.jsonl is stale: regenerate it"
         assert {t.goal.type for t in tasks} == {"place_in", "stack", "push_to"}
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 
-from ivl_embodied.plan.grounding import GroundedObject
+from ivl_embodied.perception.grounding import GroundedObject
+from ivl_embodied.robot.skills import Skills
 from ivl_embodied.sim.oracle import object_box
 from ivl_embodied.sim.sim_robot import SimRobot, SimRobotConfig
-from ivl_embodied.sim.skills import Skills
 from ivl_embodied.sim.tasks import parse_task, scene_for
 from ivl_embodied.sim.world import SimWorld
 

@@ -1,0 +1,1 @@
+"""Benchmarks: ``ivl-embodied bench {transport,model,runtime,sim}``."""

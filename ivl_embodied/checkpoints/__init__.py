@@ -1,0 +1,3 @@
+"""Checkpoints: InternVL3.5 ``-HF`` / Flash loading and splitting into a vision and a language
+half (:mod:`.internvl`), the default planner and serial vision+language planning
+(:mod:`.planner`), tiny random configs of the same architecture for tests (:mod:`.tiny`)."""

@@ -1,0 +1,106 @@
+"""A learned planner behind the simulator's planner seam: ``plan(rgb, instruction) -> text``.
+
+Runs the vision side and the language side in one process (what ``sim-eval`` and RL
+rollouts need); the nodes run the same two halves in separate processes.
+
+``make_planner(name)``: ``default`` is the planner shipped in
+``ivl_embodied/default_planner``; any other name is a local directory holding either a
+whole InternVL3.5 checkpoint or the two split halves as ``vision/`` and ``language/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ivl_embodied.checkpoints.internvl import load_language, load_vision
+from ivl_embodied.language.planner import GenerationSettings, PlanOutput
+from ivl_embodied.vision.tiling import TilingConfig, tile_image
+from ivl_embodied.vision.vir import ViRPolicy
+
+DEFAULT_PLANNER_DIR = Path(__file__).resolve().parent.parent / "default_planner"
+
+
+def planner_dirs(name: str | Path) -> tuple[Path, Path]:
+    """(vision dir, language dir) for a planner name: ``default``, a split pair, or a whole checkpoint."""
+    root = DEFAULT_PLANNER_DIR if str(name) == "default" else Path(name).expanduser()
+    if not root.is_dir():
+        hint = (" (train it with `ivl-embodied train recipe default-planner --out DIR --ship`)"
+                if str(name) == "default" else "")
+        raise FileNotFoundError(f"planner directory {str(root)!r} does not exist{hint}")
+    if (root / "vision").is_dir() and (root / "language").is_dir():
+        return root / "vision", root / "language"
+    if (root / "config.json").is_file():
+        return root, root
+    raise FileNotFoundError(
+        f"{str(root)!r} holds neither vision/ + language/ nor a whole checkpoint (config.json)")
+
+
+@dataclass
+class ModelPlanner:
+    """Image + instruction → plan text, through the vision encoder and the language planner."""
+
+    vision_dir: Path
+    language_dir: Path
+    device: str = "cpu"
+    max_tiles: int = 1
+    policy: ViRPolicy = field(default_factory=lambda: ViRPolicy("full"))
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    last: PlanOutput | None = None
+    visual_tokens: list[int] = field(default_factory=list)
+    tile_tokens: list[tuple[int, ...]] = field(default_factory=list)  # per image: tokens of each tile
+
+    def __post_init__(self) -> None:
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.encoder = load_vision(self.vision_dir, dtype=dtype, device=self.device)
+        self.planner = load_language(self.language_dir, dtype=dtype, device=self.device)
+        if self.policy.mode != "full" and not self.encoder.config.with_vir:
+            raise ValueError(f"ViR mode {self.policy.mode!r} needs a checkpoint with a router (mlp2)")
+        self.tiling = TilingConfig(tile_size=self.encoder.config.tile_size, max_tiles=self.max_tiles)
+
+    def reset(self, task=None, world=None) -> None:
+        """Learned planners see only the image; nothing to reset."""
+
+    @torch.no_grad()
+    def plan(self, rgb: np.ndarray, instruction: str) -> str:
+        emb = self.encoder.encode(tile_image(rgb, self.tiling), self.policy)
+        self.visual_tokens.append(emb.num_tokens)
+        self.tile_tokens.append(emb.tokens_per_tile)
+        self.last = self.planner.generate(emb, instruction, self.settings)
+        return self.last.text
+
+
+def planner_max_tiles(vision_dir: str | Path, default: int) -> int:
+    """The tile budget a planner was trained with (``ivl_planner.json`` beside its vision side,
+    written by ``ivl-embodied train``), or ``default`` for checkpoints without one."""
+    import json
+
+    meta = Path(vision_dir) / "ivl_planner.json"
+    return int(json.loads(meta.read_text()).get("max_tiles", default)) if meta.is_file() else default
+
+
+def make_planner(name: str, device: str = "cpu", vir: str = "full", max_tiles: int | None = None) -> ModelPlanner:
+    vision, language = planner_dirs(name)
+    tiles = planner_max_tiles(vision, default=1) if max_tiles is None else max_tiles
+    return ModelPlanner(vision, language, device=device, max_tiles=tiles, policy=ViRPolicy(vir))
+
+
+def resolve_checkpoint(value: str, side: str) -> Path:
+    """Directory of the ``side`` ('vision' | 'language') for a node's ``checkpoint`` parameter.
+
+    ``default`` is the planner shipped with the package; a directory holding ``vision/`` and
+    ``language/`` gives that half; any other directory (a split half, or a whole InternVL3.5
+    ``-HF`` checkpoint) is used as it is and the loader checks what it holds.
+    """
+    if side not in ("vision", "language"):
+        raise ValueError(f"side must be 'vision' or 'language', got {side!r}")
+    path = Path(value).expanduser()
+    if value == "default" or (path / "vision").is_dir():
+        vision, language = planner_dirs(value)
+        return vision if side == "vision" else language
+    if not path.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {value!r} does not exist")
+    return path

@@ -1,0 +1,274 @@
+"""Language side: Qwen3 fed with ``inputs_embeds`` where the prompt has visual tokens.
+
+The prompt follows InternVL3.5's chat template; the user turn's ``<image>`` becomes
+``<img>`` + ``<IMG_CONTEXT>`` x n + ``</img>`` with n = rows of the received embeddings
+(the sum of per-tile token counts, so ViR-compressed tiles take fewer placeholders).
+The embedding rows are spliced in at the ``<IMG_CONTEXT>`` positions exactly as
+transformers' ``InternVLModel`` does (``masked_scatter``), so logits match its forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ivl_embodied.embeddings.payload import VisualEmbeddings
+from ivl_embodied.language.constrained import TokenConstraint
+from ivl_embodied.plan.schema import Plan, PlanParseError, parse_plan
+
+logger = logging.getLogger(__name__)
+
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a robot task planner. Answer with the plan only: a JSON array of steps "
+    "with action, object, box, target, target_box; boxes in 0-1000 coordinates."
+)
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Prompt layout; ``system_prompt=None`` leaves the system turn out."""
+
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+
+    def __post_init__(self) -> None:
+        if self.system_prompt is not None and (IM_END in self.system_prompt or IMG_CONTEXT in self.system_prompt):
+            raise ValueError(f"system_prompt must not contain special tokens: {self.system_prompt!r}")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding: greedy when ``temperature == 0``; ``constrained`` forces parseable plans."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_k: int = 0
+    seed: int | None = None
+    constrained: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
+            raise ValueError(f"max_new_tokens must be an int in 1..8192, got {self.max_new_tokens!r}")
+        if not self.temperature >= 0.0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k!r}")
+
+
+@dataclass(frozen=True)
+class PlanOutput:
+    text: str
+    token_ids: tuple[int, ...]
+    plan: Plan | None = None
+    error: str | None = None
+    stopped: str = "eos"  # "eos" | "plan_complete" | "max_new_tokens"
+    timings: dict[str, float] = field(default_factory=dict)  # prefill_ms, decode_ms, prompt_tokens
+
+
+def build_prompt(instruction: str, num_image_tokens: int, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> str:
+    """InternVL3.5 chat prompt with the image placeholders expanded, ending at the assistant turn."""
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+    for special in (IMG_CONTEXT, IMG_START, IMG_END, IM_START, IM_END):
+        if special in instruction:
+            raise ValueError(f"instruction must not contain the special token {special!r}: {instruction!r}")
+    image = IMG_START + IMG_CONTEXT * num_image_tokens + IMG_END
+    system = f"{IM_START}system\n{system_prompt}{IM_END}\n" if system_prompt is not None else ""
+    return f"{system}{IM_START}user\n{image}\n{instruction}{IM_END}\n{IM_START}assistant\n"
+
+
+class LanguagePlanner(nn.Module):
+    """A causal LM (``Qwen3ForCausalLM``) + tokenizer that plans from visual embeddings."""
+
+    def __init__(self, lm: nn.Module, tokenizer, config: PlannerConfig = PlannerConfig()):
+        super().__init__()
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.config = config
+        self.image_token_id = self._special_id(IMG_CONTEXT)
+        self.stop_ids = {self._special_id(IM_END)}
+        if tokenizer.eos_token_id is not None:
+            self.stop_ids.add(int(tokenizer.eos_token_id))
+        self._constraint: TokenConstraint | None = None
+
+    def _special_id(self, token: str) -> int:
+        tid = self.tokenizer.convert_tokens_to_ids(token)
+        if tid is None or tid == self.tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer has no {token!r} token")
+        return int(tid)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.lm.get_input_embeddings().weight.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.get_input_embeddings().weight.device
+
+    # -- prompt assembly ---------------------------------------------------------------
+    def _visual(self, visual: VisualEmbeddings | torch.Tensor) -> torch.Tensor:
+        emb = visual.embeddings if isinstance(visual, VisualEmbeddings) else visual
+        if emb.ndim != 2 or emb.shape[1] != self.hidden_size:
+            raise ValueError(
+                f"visual embeddings have shape {tuple(emb.shape)} but the language model's hidden size is "
+                f"{self.hidden_size}: vision and language sides do not belong together"
+            )
+        return emb
+
+    def prompt_ids(self, visual: VisualEmbeddings | torch.Tensor, instruction: str) -> list[int]:
+        rows = self._visual(visual).shape[0]
+        text = build_prompt(instruction, rows, self.config.system_prompt)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def splice(self, input_ids: torch.Tensor, visuals: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Embed ``input_ids`` [B, L] and put each sample's visual rows at its IMG_CONTEXT slots."""
+        embeds = self.lm.get_input_embeddings()(input_ids)  # [B, L, D]
+        mask = input_ids == self.image_token_id  # [B, L]
+        for b, vis in enumerate(visuals):
+            n = int(mask[b].sum())
+            if n != vis.shape[0]:
+                raise ValueError(
+                    f"sample {b}: prompt has {n} {IMG_CONTEXT} placeholders but {vis.shape[0]} embedding rows"
+                )
+        rows = torch.cat([v.to(embeds.device, embeds.dtype) for v in visuals], dim=0)  # [sum n, D]
+        return embeds.masked_scatter(mask.unsqueeze(-1), rows)  # [B, L, D]
+
+    # -- forward passes ----------------------------------------------------------------
+    @torch.no_grad()
+    def next_token_logits(self, visual: VisualEmbeddings | torch.Tensor, instruction: str) -> torch.Tensor:
+        """Logits [V] for the first assistant token."""
+        ids = torch.tensor([self.prompt_ids(visual, instruction)], device=self.device)  # [1, L]
+        embeds = self.splice(ids, [self._visual(visual)])  # [1, L, D]
+        return self.lm(inputs_embeds=embeds).logits[0, -1]  # [V]
+
+    def forward_batch(
+        self,
+        visuals: Sequence[VisualEmbeddings | torch.Tensor],
+        instructions: Sequence[str],
+        responses: Sequence[str],
+        add_end: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced batch: (logits [B, L, V], labels [B, L] with -100 off the responses)."""
+        if not len(visuals) == len(instructions) == len(responses) > 0:
+            raise ValueError(f"need equal non-empty batches, got {len(visuals)}/{len(instructions)}/{len(responses)}")
+        vis = [self._visual(v) for v in visuals]
+        seqs, labels = [], []
+        for v, ins, resp in zip(vis, instructions, responses, strict=True):
+            prompt = self.prompt_ids(v, ins)
+            answer = list(self.tokenizer(resp + (IM_END if add_end else ""), add_special_tokens=False)["input_ids"])
+            seqs.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)
+        length = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((len(seqs), length), pad, dtype=torch.long)  # [B, L] right-padded
+        lab = torch.full((len(seqs), length), -100, dtype=torch.long)  # [B, L]
+        att = torch.zeros((len(seqs), length), dtype=torch.long)  # [B, L]
+        for b, (s, lab_b) in enumerate(zip(seqs, labels, strict=True)):
+            ids[b, : len(s)], lab[b, : len(lab_b)], att[b, : len(s)] = torch.tensor(s), torch.tensor(lab_b), 1
+        ids, lab, att = ids.to(self.device), lab.to(self.device), att.to(self.device)
+        embeds = self.splice(ids, vis)  # [B, L, D]
+        logits = self.lm(inputs_embeds=embeds, attention_mask=att).logits  # [B, L, V]
+        return logits, lab
+
+    def score(
+        self,
+        visuals: Sequence[VisualEmbeddings | torch.Tensor],
+        instructions: Sequence[str],
+        plan_texts: Sequence[str],
+        add_end: bool = True,
+    ) -> list[torch.Tensor]:
+        """Per-token log-probs of each plan text (+ ``<|im_end|>``); differentiable."""
+        logits, labels = self.forward_batch(visuals, instructions, plan_texts, add_end)
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [B, L-1, V] predicts token t+1
+        target = labels[:, 1:]  # [B, L-1]
+        mask = target != -100
+        tok_logp = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, L-1]
+        return [tok_logp[b][mask[b]] for b in range(tok_logp.shape[0])]
+
+    # -- generation --------------------------------------------------------------------
+    def constraint(self) -> TokenConstraint:
+        if self._constraint is None:
+            vocab = self.lm.get_output_embeddings().weight.shape[0]
+            special = set(self.tokenizer.all_special_ids) | set(self.tokenizer.added_tokens_decoder)
+            texts: list[str | None] = []
+            for i in range(vocab):
+                if i >= len(self.tokenizer) or i in special:
+                    texts.append(None)
+                else:
+                    texts.append(self.tokenizer.decode([i], skip_special_tokens=False,
+                                                       clean_up_tokenization_spaces=False))
+            self._constraint = TokenConstraint(texts)
+        return self._constraint
+
+    @torch.no_grad()
+    def generate(
+        self, visual: VisualEmbeddings | torch.Tensor, instruction: str,
+        settings: GenerationSettings = GenerationSettings()
+    ) -> PlanOutput:
+        """Decode a plan with the KV cache; constrained output always parses."""
+        constraint = self.constraint() if settings.constrained else None
+        if constraint is not None and settings.max_new_tokens < constraint.min_plan_chars:
+            raise ValueError(
+                f"max_new_tokens {settings.max_new_tokens} is below the shortest plan "
+                f"({constraint.min_plan_chars} single-character tokens)"
+            )
+        gen = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
+        t0 = time.perf_counter()
+        ids = torch.tensor([self.prompt_ids(visual, instruction)], device=self.device)  # [1, L]
+        out = self.lm(inputs_embeds=self.splice(ids, [self._visual(visual)]), use_cache=True)
+        logits = out.logits[0, -1].float().cpu()  # [V]; the copy waits for the device
+        t_prefill = time.perf_counter()
+        state = constraint.start() if constraint else None
+        tokens: list[int] = []
+        pieces: list[str] = []
+        stopped = "max_new_tokens"
+        for step in range(settings.max_new_tokens):
+            scores = self._scores(logits, settings, gen)
+            if constraint is not None:
+                tok, state = constraint.choose(scores, state, settings.max_new_tokens - step)
+                pieces.append(constraint.token_texts[tok])
+            else:
+                tok = int(torch.argmax(scores))
+                if tok in self.stop_ids:
+                    stopped = "eos"
+                    break
+            tokens.append(tok)
+            if constraint is not None and constraint.automaton.is_done(state):
+                stopped = "plan_complete"
+                break
+            out = self.lm(
+                input_ids=torch.tensor([[tok]], device=self.device), past_key_values=out.past_key_values, use_cache=True
+            )
+            logits = out.logits[0, -1].float().cpu()  # [V]
+        text = "".join(pieces) if constraint is not None else self.tokenizer.decode(tokens, skip_special_tokens=True)
+        t_end = time.perf_counter()
+        timings = {"prefill_ms": 1e3 * (t_prefill - t0), "decode_ms": 1e3 * (t_end - t_prefill),
+                   "prompt_tokens": float(ids.shape[1])}
+        try:
+            return PlanOutput(text, tuple(tokens), parse_plan(text), None, stopped, timings)
+        except PlanParseError as e:
+            if constraint is not None:
+                raise AssertionError(f"constrained decoding produced unparseable text {text!r}: {e}") from e
+            return PlanOutput(text, tuple(tokens), None, str(e), stopped, timings)
+
+    @staticmethod
+    def _scores(logits: torch.Tensor, settings: GenerationSettings, gen: torch.Generator | None) -> torch.Tensor:
+        """Greedy: the logits. Sampling: logits/T (+top-k) + Gumbel noise, whose argmax is a sample.
+
+        Under the constraint, top-k applies first; if none of the top k is allowed, the
+        remaining allowed tokens are taken in arbitrary order.
+        """
+        if settings.temperature == 0.0:
+            return logits
+        scores = logits / settings.temperature
+        if settings.top_k:
+            kth = torch.topk(scores, min(settings.top_k, scores.shape[0])).values[-1]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        u = torch.rand(scores.shape, generator=gen).clamp_(1e-20, 1.0 - 1e-7)  # keep the noise finite
+        return scores - torch.log(-torch.log(u))

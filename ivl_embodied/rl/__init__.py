@@ -1,1 +1,0 @@
-"""ivl_embodied.rl"""
