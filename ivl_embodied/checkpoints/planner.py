@@ -10,13 +10,15 @@ whole InternVL3.5 checkpoint or the two split halves as ``vision/`` and ``langua
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ivl_embodied.checkpoints.internvl import load_language, load_vision
+from ivl_embodied.language.constrained import PlanRestriction
+from ivl_embodied.language.instruction import InstructionRefused, Refusal, read_instruction
 from ivl_embodied.language.planner import GenerationSettings, PlanOutput
 from ivl_embodied.vision.tiling import TilingConfig, tile_image
 from ivl_embodied.vision.vir import ViRPolicy
@@ -52,6 +54,8 @@ class ModelPlanner:
     last: PlanOutput | None = None
     visual_tokens: list[int] = field(default_factory=list)
     tile_tokens: list[tuple[int, ...]] = field(default_factory=list)  # per image: tokens of each tile
+    read_instructions: bool = True  # read the operator's words first (refusals, canonical task)
+    samples: int = 4  # sampled alternatives offered after the greedy plan
 
     def __post_init__(self) -> None:
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
@@ -66,11 +70,41 @@ class ModelPlanner:
 
     @torch.no_grad()
     def plan(self, rgb: np.ndarray, instruction: str) -> str:
+        """The greedy plan (see :meth:`candidates`)."""
+        return next(iter(self.candidates(rgb, instruction)))
+
+    @torch.no_grad()
+    def candidates(self, rgb: np.ndarray, instruction: str):
+        """Plans for this frame, best first: the greedy plan, then ``samples`` sampled plans ranked by
+        the model's own log-probability (generated only if the caller asks for more).
+
+        With ``read_instructions`` the operator's words are read first
+        (:func:`~ivl_embodied.language.instruction.read_instruction`): a refusal raises
+        :class:`~ivl_embodied.language.instruction.InstructionRefused`; an understood task is planned
+        from its canonical words, with decoding held to its actions and phrases."""
+        restriction = None
+        if self.read_instructions:
+            task = read_instruction(instruction)
+            if isinstance(task, Refusal):
+                raise InstructionRefused(task)
+            instruction = task.instruction
+            restriction = PlanRestriction.for_task(task.goal, task.object, task.target)
         emb = self.encoder.encode(tile_image(rgb, self.tiling), self.policy)
         self.visual_tokens.append(emb.num_tokens)
         self.tile_tokens.append(emb.tokens_per_tile)
-        self.last = self.planner.generate(emb, instruction, self.settings)
-        return self.last.text
+        self.last = self.planner.generate(emb, instruction, self.settings, restriction)
+        yield self.last.text
+        seen = {self.last.text}
+        sampled = []
+        for seed in range(self.samples):
+            out = self.planner.generate(emb, instruction, replace(self.settings, temperature=1.0, seed=seed),
+                                        restriction)
+            if out.text not in seen:
+                seen.add(out.text)
+                sampled.append(out)
+        for out in sorted(sampled, key=lambda o: -o.logprob):
+            self.last = out
+            yield out.text
 
 
 def planner_max_tiles(vision_dir: str | Path, default: int) -> int:

@@ -2,10 +2,12 @@
 
 :class:`PlanAutomaton` is a character-level acceptor of *prefixes* of canonical plan text,
 built from :mod:`ivl_embodied.plan.schema`'s constants: fixed key order per action,
-optional keys, phrases of 1..``MAX_PHRASE_CHARS`` printable ASCII characters (no ``"``,
-no backslash, no leading space), box integers 0..1000 without leading zeros and with
-``x1 <= x2``, ``y1 <= y2``, at most ``MAX_STEPS`` steps. Every accepted complete text parses
-with :func:`~ivl_embodied.plan.schema.parse_plan`.
+optional keys, object and target phrases from the vocabulary only (canonical ``"<colour> <kind>"``
+phrases of the kinds each role allows: :class:`PlanRestriction`; no digit, bracket or free text can
+stand there), box integers 0..1000 without leading zeros and with ``x1 <= x2``, ``y1 <= y2``, at
+most ``MAX_STEPS`` steps. Every accepted complete text parses with
+:func:`~ivl_embodied.plan.schema.parse_plan`. :meth:`PlanRestriction.for_task` narrows the actions
+and phrases to one understood task, so the planner decides only where things are.
 
 :class:`TokenConstraint` turns it into a decoder: at each step the tokens are visited in
 descending score order (the logits for greedy; logits/T + Gumbel noise for sampling,
@@ -20,7 +22,9 @@ pairs, so grammar-masked output could still fail ``parse_plan``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 
@@ -33,15 +37,57 @@ from ivl_embodied.plan.schema import (
     OPTIONAL_KEYS,
     REQUIRED_KEYS,
 )
+from ivl_embodied.plan.vocabulary import CONTAINERS, GRASPABLE, ZONES, canonical_phrases
 
 ALPHABET = tuple(chr(c) for c in range(0x20, 0x7F))
 PHRASE_CHARS = frozenset(ALPHABET) - {'"', "\\"}
 _BOX_KEYS = ("box", "target_box")
 _KEYS = {a: tuple(k for k in KEY_ORDER if k in REQUIRED_KEYS[a] or k in OPTIONAL_KEYS[a]) for a in ACTIONS}
 
+
+
+def _default_phrases() -> dict[tuple[str, str], tuple[str, ...]]:
+    movable, graspable = canonical_phrases(("cube", "cylinder")), canonical_phrases(GRASPABLE)
+    return {("pick", "object"): graspable, ("place", "object"): graspable,
+            ("place", "target"): canonical_phrases(CONTAINERS) + movable,
+            ("push", "object"): movable, ("push", "target"): canonical_phrases(ZONES)}
+
+
+@dataclass(frozen=True)
+class PlanRestriction:
+    """Which actions a plan may use and which phrases may fill each (action, key)."""
+
+    actions: tuple[str, ...] = ACTIONS
+    phrases: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=_default_phrases)
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.actions if a not in ACTIONS]
+        if bad or not self.actions:
+            raise ValueError(f"actions must be a non-empty subset of {ACTIONS}, got {self.actions!r}")
+        for a in self.actions:
+            for key in ("object", "target"):
+                if key in _KEYS[a] and not self.phrases.get((a, key)):
+                    raise ValueError(f"no phrase allowed for {a}.{key}")
+        for (a, key), options in self.phrases.items():
+            for text in options:
+                if not text or len(text) > MAX_PHRASE_CHARS or not set(text) <= PHRASE_CHARS or text[0] == " ":
+                    raise ValueError(f"{a}.{key} phrase {text!r} cannot appear in plan text")
+        object.__setattr__(self, "phrases", MappingProxyType({k: tuple(v) for k, v in self.phrases.items()}))
+
+    @classmethod
+    def for_task(cls, goal: str, obj: str, target: str) -> PlanRestriction:
+        """Only the actions of ``goal`` (pick + place, or push) and only these two phrases."""
+        if goal == "push_to":
+            return cls(("push",), {("push", "object"): (obj,), ("push", "target"): (target,)})
+        if goal in ("place_in", "stack"):
+            return cls(("pick", "place"), {("pick", "object"): (obj,), ("place", "object"): (obj,),
+                                           ("place", "target"): (target,)})
+        raise ValueError(f"unknown goal {goal!r}")
+
+
 # A state is a tuple: (mode, n_steps, action, key_index, payload...)
 #   ("lit", n, action, j, pos, alts)   alts: tuple of (literal, target)
-#   ("phrase", n, action, j, length)
+#   ("phrase", n, action, j, text)
 #   ("num", n, action, j, values, digits)
 #   ("done",)
 State = tuple
@@ -72,6 +118,12 @@ def _extra_digits(digits: str, lo: int) -> int:
 class PlanAutomaton:
     """Character-level acceptor of canonical plan-text prefixes (see module docstring)."""
 
+    def __init__(self, restriction: PlanRestriction | None = None):
+        self.restriction = restriction or PlanRestriction()
+
+    def _phrases(self, action: str, j: int) -> tuple[str, ...]:
+        return self.restriction.phrases.get((action, _KEYS[action][j]), ())
+
     def start(self) -> State:
         return ("lit", 0, None, 0, 0, (('[{"action":"', ("action",)),))
 
@@ -95,14 +147,14 @@ class PlanAutomaton:
     def _enter(self, target: tuple, n: int, action: str | None, j: int) -> State:
         kind = target[0]
         if kind == "action":
-            return ("lit", n, None, 0, 0, tuple((a + '"', ("after", a)) for a in ACTIONS))
+            return ("lit", n, None, 0, 0, tuple((a + '"', ("after", a)) for a in self.restriction.actions))
         if kind == "after":
             return ("lit", n, target[1], 0, 0, self._options_after_key(target[1], 0))
         if kind == "value":
             jj = target[1]
             if _KEYS[action][jj] in _BOX_KEYS:
                 return ("num", n, action, jj, (), "")
-            return ("phrase", n, action, jj, 0)
+            return ("phrase", n, action, jj, "")
         if kind == "step_end":
             opts = [("]", ("done",))]
             if n + 1 < MAX_STEPS:
@@ -127,12 +179,12 @@ class PlanAutomaton:
                 return self._enter(alts[0][1], n, action, j)
             return ("lit", n, action, j, pos + 1, alts)
         if mode == "phrase":
-            _, n, action, j, length = state
+            _, n, action, j, text = state
             if ch == '"':
-                return self._after_value(n, action, j) if length > 0 else None
-            if ch not in PHRASE_CHARS or length >= MAX_PHRASE_CHARS or (length == 0 and ch == " "):
+                return self._after_value(n, action, j) if text in self._phrases(action, j) else None
+            if not any(p.startswith(text + ch) for p in self._phrases(action, j)):
                 return None
-            return ("phrase", n, action, j, length + 1)
+            return ("phrase", n, action, j, text + ch)
         if mode == "num":
             _, n, action, j, values, digits = state
             i = len(values)
@@ -159,12 +211,13 @@ class PlanAutomaton:
     def _min_target(self, target: tuple, n: int, action: str | None) -> int:
         kind = target[0]
         if kind == "action":
-            return min(len(a) + 1 + self._min_after_key(a, 0) for a in ACTIONS)
+            return min(len(a) + 1 + self._min_after_key(a, 0) for a in self.restriction.actions)
         if kind == "after":
             return self._min_after_key(target[1], 0)
         if kind == "value":
             jj = target[1]
-            body = len("0,0,0,0]") if _KEYS[action][jj] in _BOX_KEYS else len('a"')
+            body = (len("0,0,0,0]") if _KEYS[action][jj] in _BOX_KEYS
+                    else min(len(p) for p in self._phrases(action, jj)) + 1)
             return body + self._min_after_key(action, jj)
         if kind == "step_end":
             return 1  # "]" is always allowed after a step
@@ -182,8 +235,9 @@ class PlanAutomaton:
             _, n, action, _, pos, alts = state
             return min(len(lit) - pos + self._min_target(t, n, action) for lit, t in alts)
         if mode == "phrase":
-            _, _, action, j, length = state
-            return (0 if length else 1) + 1 + self._min_after_key(action, j)
+            _, _, action, j, text = state
+            rest = min(len(p) - len(text) for p in self._phrases(action, j) if p.startswith(text))
+            return rest + 1 + self._min_after_key(action, j)
         _, _, action, j, values, digits = state
         vals = list(values)
         i = len(vals)
@@ -205,14 +259,15 @@ class PlanAutomaton:
 class TokenConstraint:
     """Chooses, step by step, the best-scoring token that keeps the plan completable."""
 
-    def __init__(self, token_texts: Sequence[str | None]):
+    def __init__(self, token_texts: Sequence[str | None], restriction: PlanRestriction | None = None):
         """``token_texts[i]``: decoded text of token id i, or None for tokens never allowed."""
-        self.automaton = PlanAutomaton()
+        self.automaton = PlanAutomaton(restriction)
         self.token_texts = [t if t and all(c in PHRASE_CHARS or c in '"\\' for c in t) else None for t in token_texts]
         first = [ord(t[0]) if t else -1 for t in self.token_texts]
         self.first_codes = torch.tensor(first, dtype=torch.long)  # [V]
         singles = {t for t in self.token_texts if t is not None and len(t) == 1}
-        needed = set("".join(lit for a in ACTIONS for lit in (a, *_KEYS[a])) + '[]{}",:0123456789a')
+        phrases = "".join(p for options in self.automaton.restriction.phrases.values() for p in options)
+        needed = set("".join(lit for a in ACTIONS for lit in (a, *_KEYS[a])) + '[]{}",:0123456789' + phrases)
         missing = sorted(needed - singles)
         if missing:
             raise ValueError(f"tokenizer lacks single-character tokens for {missing}; constrained decoding needs them")
@@ -220,6 +275,14 @@ class TokenConstraint:
 
     def start(self) -> State:
         return self.automaton.start()
+
+    def restricted(self, restriction: PlanRestriction) -> TokenConstraint:
+        """The same token tables with another :class:`PlanRestriction` (cheap: no re-tokenising)."""
+        other = object.__new__(TokenConstraint)
+        other.__dict__.update(self.__dict__)
+        other.automaton = PlanAutomaton(restriction)
+        other.min_plan_chars = other.automaton.min_chars_to_finish(other.automaton.start())
+        return other
 
     def choose(self, scores: torch.Tensor, state: State, budget: int) -> tuple[int, State]:
         """Pick a token from ``scores`` [V]; ``budget`` = tokens left including this one."""

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ivl_embodied.embeddings.payload import VisualEmbeddings
-from ivl_embodied.language.constrained import TokenConstraint
+from ivl_embodied.language.constrained import PlanRestriction, TokenConstraint
 from ivl_embodied.plan.schema import Plan, PlanParseError, parse_plan
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class PlanOutput:
     error: str | None = None
     stopped: str = "eos"  # "eos" | "plan_complete" | "max_new_tokens"
     timings: dict[str, float] = field(default_factory=dict)  # prefill_ms, decode_ms, prompt_tokens
+    logprob: float = 0.0  # sum of the model's log-probabilities of the generated tokens (ranks candidates)
 
 
 def build_prompt(instruction: str, num_image_tokens: int, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> str:
@@ -209,10 +210,15 @@ class LanguagePlanner(nn.Module):
     @torch.no_grad()
     def generate(
         self, visual: VisualEmbeddings | torch.Tensor, instruction: str,
-        settings: GenerationSettings = GenerationSettings()
+        settings: GenerationSettings = GenerationSettings(), restriction: PlanRestriction | None = None,
     ) -> PlanOutput:
-        """Decode a plan with the KV cache; constrained output always parses."""
+        """Decode a plan with the KV cache; constrained output always parses. ``restriction``
+        narrows the actions and phrases the plan may use (default: the whole vocabulary)."""
         constraint = self.constraint() if settings.constrained else None
+        if constraint is not None and restriction is not None:
+            constraint = constraint.restricted(restriction)
+        elif restriction is not None:
+            raise ValueError("a PlanRestriction needs constrained decoding (settings.constrained=True)")
         if constraint is not None and settings.max_new_tokens < constraint.min_plan_chars:
             raise ValueError(
                 f"max_new_tokens {settings.max_new_tokens} is below the shortest plan "
@@ -227,6 +233,7 @@ class LanguagePlanner(nn.Module):
         state = constraint.start() if constraint else None
         tokens: list[int] = []
         pieces: list[str] = []
+        logprob = 0.0
         stopped = "max_new_tokens"
         for step in range(settings.max_new_tokens):
             scores = self._scores(logits, settings, gen)
@@ -239,6 +246,7 @@ class LanguagePlanner(nn.Module):
                     stopped = "eos"
                     break
             tokens.append(tok)
+            logprob += float(torch.log_softmax(logits, dim=-1)[tok])  # the model's own, before any mask
             if constraint is not None and constraint.automaton.is_done(state):
                 stopped = "plan_complete"
                 break
@@ -251,11 +259,11 @@ class LanguagePlanner(nn.Module):
         timings = {"prefill_ms": 1e3 * (t_prefill - t0), "decode_ms": 1e3 * (t_end - t_prefill),
                    "prompt_tokens": float(ids.shape[1])}
         try:
-            return PlanOutput(text, tuple(tokens), parse_plan(text), None, stopped, timings)
+            return PlanOutput(text, tuple(tokens), parse_plan(text), None, stopped, timings, logprob)
         except PlanParseError as e:
             if constraint is not None:
                 raise AssertionError(f"constrained decoding produced unparseable text {text!r}: {e}") from e
-            return PlanOutput(text, tuple(tokens), None, str(e), stopped, timings)
+            return PlanOutput(text, tuple(tokens), None, str(e), stopped, timings, logprob)
 
     @staticmethod
     def _scores(logits: torch.Tensor, settings: GenerationSettings, gen: torch.Generator | None) -> torch.Tensor:

@@ -119,8 +119,9 @@ class ExecutorNode(NodeBase):
             if report.ok:
                 self.status(task_id, "SUCCEEDED", f"{len(report.steps)} steps done")
             else:
-                refused = report.stage in ("parse", "safety")
-                reason = "estop" if self.gate.estopped else ("refused" if refused else "execution")
+                refused = not report.moved
+                reason = ("estop" if self.gate.estopped else "scene_mismatch" if report.stage == "check"
+                          else "not_verified" if report.stage == "verify" else "refused" if refused else "execution")
                 self.status(task_id, "REJECTED" if refused else "FAILED", f"[{report.stage}] {report.reason}",
                             reason=reason)
         except RobotUnavailable as e:

@@ -27,6 +27,7 @@ class PlannerNode(NodeBase):
         "plan_topic": "/ivl/plan",
         "status_topic": "/ivl/task_status",
         "max_input_age_s": 2.0,
+        "read_instructions": True,  # read the operator's words first: refusals, canonical task, held decoding
     }
 
     def setup(self) -> None:
@@ -63,10 +64,21 @@ class PlannerNode(NodeBase):
         self.latest = (visual, msg.header, time.monotonic())
 
     def on_task(self, msg) -> None:
+        from ivl_embodied.language.constrained import PlanRestriction
+        from ivl_embodied.language.instruction import Refusal, read_instruction
+
         task_id, instruction = msg.task_id, msg.instruction
         if not instruction.strip():
             self.status(task_id, "REJECTED", "empty instruction", reason="bad_instruction")
             return
+        restriction, words = None, instruction
+        if self.params["read_instructions"]:
+            task = read_instruction(instruction)
+            if isinstance(task, Refusal):
+                self.status(task_id, "REJECTED", task.message, reason=task.reason)
+                return
+            words = task.instruction
+            restriction = PlanRestriction.for_task(task.goal, task.object, task.target)
         if self.latest is None:
             why = f"; the last were dropped: {self.rejected}" if self.rejected else ""
             self.status(task_id, "REJECTED",
@@ -82,7 +94,7 @@ class PlannerNode(NodeBase):
             return
         self.status(task_id, "PLANNING", instruction)
         t0 = time.perf_counter()
-        out = self.planner.generate(visual, instruction, self.settings)
+        out = self.planner.generate(visual, words, self.settings, restriction)
         total_ms = 1e3 * (time.perf_counter() - t0)
         if out.plan is None:
             self.status(task_id, "FAILED", f"unparseable plan {out.text!r}: {out.error}", reason="unparseable_plan")

@@ -100,6 +100,7 @@ class TopicRobot(Robot):
             store[stamp_to_ns(msg.header.stamp)] = msg
             while len(store) > self.cfg.frame_history:
                 store.popitem(last=False)
+            self._cv.notify_all()
 
     def _on_rgb(self, msg) -> None:
         self._keep(self._rgb, msg)
@@ -174,6 +175,16 @@ class TopicRobot(Robot):
         if depth.ndim != 2 or depth.shape != rgb.shape[:2]:
             raise RobotUnavailable(f"depth {depth.shape} does not match rgb {rgb.shape[:2]}")
         return Observation(rgb, depth, info, joints, opening, ns_to_s(stamp))
+
+    def fresh_observation(self, timeout_s: float = 3.0) -> Observation:
+        """The first RGB-D frame stamped after the robot's current time (waits up to ``timeout_s``)."""
+        with self._cv:
+            start = self._robot_ns or 0
+            newer = lambda: [s for s in self._depth if s in self._rgb and s > start]  # noqa: E731
+            if not self._cv.wait_for(lambda: bool(newer()), timeout=timeout_s):
+                raise RobotUnavailable(f"no RGB-D frame newer than {ns_to_s(start):.3f} s within {timeout_s} s")
+            stamp = newer()[0]
+        return self.get_observation(stamp_ns=stamp)
 
     def _camera_info(self):
         if self._info is None:

@@ -128,6 +128,7 @@ class GroundedObject:
     extent: np.ndarray
     n_points: int
     flat: bool
+    pixels: np.ndarray | None = None  # [N, 2] (u, v) of the points it was measured from (scene checks)
 
     @property
     def height(self) -> float:
@@ -203,13 +204,14 @@ def ground_box(box, depth: np.ndarray, cam: CameraInfo, config: GroundingConfig 
     in_crop = (cu >= cu1) & (cu < cu2) & (cv >= cv1) & (cv < cv2)
     in_box = (cu >= u1) & (cu < u2) & (cv >= v1) & (cv < v2)
     pts, pin_box = ctx[in_crop], in_box[in_crop]
+    pix = np.stack([cu[in_crop], cv[in_crop]], axis=1)  # [N, 2] (u, v) of pts
     if len(pts) == 0:
         raise GroundingError(f"no valid depth inside box {list(box)} (pixels {u1},{v1},{u2},{v2})")
     h = pts @ plane[:3] + plane[3]  # [N] height above the support plane
     above = h > 1.5 * cfg.plane_threshold
 
     if region:
-        return _ground_region(box, pts, h, pin_box, plane, cam, cfg)
+        return _ground_region(box, pts, h, pin_box, plane, cam, cfg, pix)
     best = -1
     if above.sum() >= cfg.min_object_points:
         import open3d as o3d
@@ -227,14 +229,15 @@ def ground_box(box, depth: np.ndarray, cam: CameraInfo, config: GroundingConfig 
     if best < 0:
         # nothing (big enough) stands above the plane: a flat target such as a marked region
         on_plane = np.abs(h) <= 1.5 * cfg.plane_threshold
-        flat = pts[on_plane & pin_box] if (on_plane & pin_box).any() else pts[pin_box]
+        keep = (on_plane & pin_box) if (on_plane & pin_box).any() else pin_box
+        flat = pts[keep]
         if len(flat) == 0:
             raise GroundingError(f"box {list(box)} holds neither an object nor the support plane")
         c = np.median(flat, axis=0)
         lo, hi = np.percentile(flat, 2, axis=0), np.percentile(flat, 98, axis=0)
         return GroundedObject(position=c, top_z=float(c[2]), support_z=float(c[2]),
                               extent=np.array([hi[0] - lo[0], hi[1] - lo[1], 0.0]),
-                              n_points=len(flat), flat=True)
+                              n_points=len(flat), flat=True, pixels=pix[keep])
     sel = labels == best
     cl, cl_h = obj[sel], obj_h[sel]
     top_h = float(np.percentile(cl_h, 98))
@@ -248,10 +251,11 @@ def ground_box(box, depth: np.ndarray, cam: CameraInfo, config: GroundingConfig 
         position=np.array([cx, cy, 0.5 * (support_z + top_z)]),
         top_z=top_z, support_z=support_z,
         extent=np.array([hi[0] - lo[0], hi[1] - lo[1], top_h]),
-        n_points=int(sel.sum()), flat=False)
+        n_points=int(sel.sum()), flat=False, pixels=pix[above][sel])
 
 
-def _ground_region(box, pts, h, pin_box, plane, cam: CameraInfo, cfg: GroundingConfig) -> GroundedObject:
+def _ground_region(box, pts, h, pin_box, plane, cam: CameraInfo, cfg: GroundingConfig,
+                   pix: np.ndarray) -> GroundedObject:
     """Centre of a marked area of the support plane.
 
     Unoccluded, the median of the in-box plane points; when things standing in front hide much of
@@ -273,4 +277,4 @@ def _ground_region(box, pts, h, pin_box, plane, cam: CameraInfo, cfg: GroundingC
     lo, hi = np.percentile(sel, 2, axis=0), np.percentile(sel, 98, axis=0)
     return GroundedObject(position=np.asarray(c, float), top_z=float(c[2]), support_z=float(c[2]),
                           extent=np.array([hi[0] - lo[0], hi[1] - lo[1], 0.0]),
-                          n_points=int(on_plane.sum()), flat=True)
+                          n_points=int(on_plane.sum()), flat=True, pixels=pix[on_plane])

@@ -85,3 +85,7 @@ class Robot(abc.ABC):
 
     @abc.abstractmethod
     def now(self) -> float: ...
+
+    def fresh_observation(self, timeout_s: float = 3.0) -> Observation:
+        """An observation whose images were taken after this call began: the scene as it is now."""
+        return self.get_observation(with_images=True)

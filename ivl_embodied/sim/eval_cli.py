@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--planner", default="oracle", help="oracle | default | a checkpoint directory")
     src = parser.add_mutually_exclusive_group()
-    src.add_argument("--split", default="heldout", choices=("train", "val", "heldout"))
+    src.add_argument("--split", default="heldout", choices=("train", "val", "heldout", "unseen_phrasing"))
     src.add_argument("--tasks", metavar="FILE.jsonl", help="evaluate on this task file instead of a split")
     parser.add_argument("--episodes", type=int, default=None, help="first N tasks (default: all)")
     parser.add_argument("--record", metavar="DIR", help="write an MP4 and a JSON trace per episode here")
@@ -36,23 +36,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="learned planners: cpu | cuda")
     parser.add_argument("--workers", type=int, default=1,
                         help="run episodes in this many processes (CPU; each loads its own planner)")
+    parser.add_argument("--max-attempts", type=int, default=3,
+                        help="plans executed per task at most: a motion whose goal the scene check cannot verify "
+                             "is retried from a fresh frame (1: no retry)")
+    parser.add_argument("--no-checks", action="store_true",
+                        help="no scene check before moving and no goal check after (measures what they cost; "
+                             "SUCCEEDED then only means the steps ran)")
 
 
 def summarize(results, wall_s: float, planner: str, source: str) -> dict:
-    by_type: dict[str, list[bool]] = collections.defaultdict(list)
+    by_type: dict[str, list] = collections.defaultdict(list)
     reasons: collections.Counter = collections.Counter()
     failures = []
     for r in results:
-        by_type[r.task.goal.type].append(r.success)
+        by_type[r.task.goal.type].append(r)
         if not r.success:
             reasons[r.stage] += 1
-            failures.append({"seed": r.task.seed, "instruction": r.task.instruction,
-                             "stage": r.stage, "reason": r.reason})
+            failures.append({"seed": r.task.seed, "instruction": r.task.instruction, "status": r.status,
+                             "attempts": r.attempts, "stage": r.stage, "reason": r.reason})
     n = len(results)
+    executed = [r for r in results if r.attempts]
     return {
         "planner": planner, "tasks": source, "episodes": n,
         "success_rate": round(sum(r.success for r in results) / max(n, 1), 4),
-        "per_type": {k: {"episodes": len(v), "success_rate": round(sum(v) / len(v), 4)}
+        # the stack said SUCCEEDED but the simulator's predicate is false (must be 0)
+        "false_success": sum(r.false_success for r in results),
+        "first_attempt_success": round(sum(r.success and r.attempts == 1 for r in results) / max(n, 1), 4),
+        "mean_attempts": round(sum(r.attempts for r in executed) / max(len(executed), 1), 3),
+        "status_counts": dict(collections.Counter(r.status for r in results)),
+        "per_type": {k: {"episodes": len(v), "success_rate": round(sum(r.success for r in v) / len(v), 4),
+                         "first_attempt_success": round(sum(r.success and r.attempts == 1 for r in v) / len(v), 4),
+                         "false_success": sum(r.false_success for r in v)}
                      for k, v in sorted(by_type.items())},
         "failure_stages": dict(reasons), "failures": failures,
         "wall_time_s": round(wall_s, 2),
@@ -61,12 +75,14 @@ def summarize(results, wall_s: float, planner: str, source: str) -> dict:
     }
 
 
-def _run_one(planner, task, record_dir) -> tuple:
+def _run_one(planner, task, record_dir, max_attempts: int = 1, checks: bool = True) -> tuple:
     """One episode with ``planner``: (result, the visual tokens of each tile it saw, tokens of a full tile)."""
+    from ivl_embodied.robot.executor import ExecutorConfig
     from ivl_embodied.sim.episode import run_episode
 
     seen = len(getattr(planner, "tile_tokens", ()))
-    result = run_episode(task, planner, record_dir=record_dir)
+    config = ExecutorConfig() if checks else ExecutorConfig(check_scene=False, verify_goal=False)
+    result = run_episode(task, planner, record_dir=record_dir, max_attempts=max_attempts, config=config)
     tiles = list(getattr(planner, "tile_tokens", ())[seen:])
     full = planner.encoder.config.tokens_full if tiles else None
     return result, tiles, full
@@ -91,12 +107,11 @@ def _init_worker(planner_name: str, options: dict, threads: int) -> None:
 def _worker_episode(job) -> tuple:
     if isinstance(_worker_planner, Exception):
         raise _worker_planner
-    task, record_dir = job
-    return _run_one(_worker_planner, task, record_dir)
+    return _run_one(_worker_planner, *job)
 
 
 def evaluate(planner_name: str, tasks, source: str, vir: str = "full", device: str = "cpu",
-             record_dir=None, workers: int = 1) -> tuple[dict, list]:
+             record_dir=None, workers: int = 1, max_attempts: int = 1, checks: bool = True) -> tuple[dict, list]:
     """Run ``tasks`` with the planner ``planner_name`` (oracle | default | a directory); returns
     (:func:`summarize`'s dict, plus ViR token figures for learned planners; the episode results).
 
@@ -115,10 +130,10 @@ def evaluate(planner_name: str, tasks, source: str, vir: str = "full", device: s
         threads = threads_per_worker(workers)
         # spawn: a fresh interpreter per worker, so no GL context or torch threads are inherited
         with mp.get_context("spawn").Pool(workers, _init_worker, (planner_name, options, threads)) as pool:
-            runs = list(pool.imap(_worker_episode, [(t, record_dir) for t in tasks]))
+            runs = list(pool.imap(_worker_episode, [(t, record_dir, max_attempts, checks) for t in tasks]))
     else:
         planner = make_planner(planner_name, **options)
-        runs = [_run_one(planner, t, record_dir) for t in tasks]
+        runs = [_run_one(planner, t, record_dir, max_attempts, checks) for t in tasks]
     results = [r for r, _, _ in runs]
     for i, r in enumerate(results):
         log.info("episode %d/%d seed %d %s: %s %s", i + 1, len(tasks), r.task.seed, r.task.goal.type,
@@ -152,9 +167,13 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
+    if args.max_attempts < 1:
+        print(f"error: --max-attempts must be >= 1, got {args.max_attempts}", file=sys.stderr)
+        return 2
     try:
         summary, results = evaluate(args.planner, tasks, args.tasks or f"split:{args.split}", vir=args.vir,
-                                    device=args.device, record_dir=args.record, workers=args.workers)
+                                    device=args.device, record_dir=args.record, workers=args.workers,
+                                    max_attempts=args.max_attempts, checks=not args.no_checks)
     except PlannerNotAvailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -163,8 +182,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{summary['episodes']} episodes, success {summary['success_rate']:.1%}, "
-              f"wall {summary['wall_time_s']} s")
+        print(f"{summary['episodes']} episodes, success {summary['success_rate']:.1%} "
+              f"(first attempt {summary['first_attempt_success']:.1%}, mean attempts {summary['mean_attempts']}), "
+              f"false successes {summary['false_success']}, wall {summary['wall_time_s']} s")
         for k, v in summary["per_type"].items():
             print(f"  {k:9s} {v['success_rate']:.1%} of {v['episodes']}")
         for f in summary["failures"]:

@@ -24,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ivl_embodied.language.paraphrase import paraphrase
+from ivl_embodied.plan.vocabulary import COLORS as COLOR_NAMES
 from ivl_embodied.sim.randomize import RandomizationConfig, sample_scene
 from ivl_embodied.sim.world import ASSET_DIR, COLORS, CONTAINERS, GRASPABLE, SceneSpec, SimWorld
 
 TASK_DIR = ASSET_DIR / "tasks"
 SPLITS = ("train", "val", "heldout")
+SUITES = ("unseen_phrasing",)  # evaluation-only task files (ivl_embodied.language.paraphrase)
 GOAL_TYPES = ("place_in", "stack", "push_to")
 OBJECT_SHAPES = {"place_in": GRASPABLE, "stack": ("cube", "cylinder"), "push_to": ("cube", "cylinder")}
 TARGET_SHAPES = {"place_in": CONTAINERS, "stack": ("cube", "cylinder"), "push_to": ("zone",)}
@@ -152,8 +155,9 @@ def load_tasks(path) -> list[Task]:
 
 
 def load_split(split: str) -> list[Task]:
-    if split not in SPLITS:
-        raise TaskError(f"unknown split {split!r}; expected one of {SPLITS}")
+    """A shipped split (``train``, ``val``, ``heldout``) or evaluation suite (``unseen_phrasing``)."""
+    if split not in SPLITS + SUITES:
+        raise TaskError(f"unknown split {split!r}; expected one of {SPLITS + SUITES}")
     return load_tasks(TASK_DIR / f"{split}.jsonl")
 
 
@@ -223,12 +227,32 @@ def generate_split(split: str, n: int | None = None) -> list[Task]:
     return tasks
 
 
+def unseen_phrasing_suite(n: int = 240, seed: int = 7):
+    """``n`` tasks (all three goal types, every colour/kind pair the goals allow) phrased only with
+    held-out frames and words, on scenes of a seed range no split uses (300 000 + i)."""
+    from ivl_embodied.sim.tasks import GOAL_TYPES, OBJECT_SHAPES, TARGET_SHAPES, Entity, Goal, Task
+
+    rng = np.random.default_rng(seed)
+    tasks = []
+    while len(tasks) < n:
+        goal = GOAL_TYPES[len(tasks) % len(GOAL_TYPES)]
+        obj = (COLOR_NAMES[rng.integers(len(COLOR_NAMES))], OBJECT_SHAPES[goal][rng.integers(len(OBJECT_SHAPES[goal]))])
+        tgt = (COLOR_NAMES[rng.integers(len(COLOR_NAMES))], TARGET_SHAPES[goal][rng.integers(len(TARGET_SHAPES[goal]))])
+        if obj == tgt:
+            continue
+        text = paraphrase(goal, obj, tgt, rng, held_out=True)
+        tasks.append(Task(300_000 + len(tasks), text, Goal(goal, Entity(*obj), Entity(*tgt))))
+    return tasks
+
+
 def write_splits(directory=TASK_DIR) -> None:
-    """Regenerate ``ivl_embodied/sim/assets/tasks/{train,val,heldout}.jsonl``: ``python3 -m ivl_embodied.sim.tasks``."""
+    """Regenerate ``ivl_embodied/sim/assets/tasks/*.jsonl`` (the splits and the unseen-phrasing suite):
+    ``python3 -m ivl_embodied.sim.tasks``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         (directory / f"{split}.jsonl").write_text("".join(t.to_json() + "\n" for t in generate_split(split)))
+    (directory / "unseen_phrasing.jsonl").write_text("".join(t.to_json() + "\n" for t in unseen_phrasing_suite()))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ivl_embodied.perception.grounding import CameraInfo
+from ivl_embodied.plan.vocabulary import COLORS as COLOR_NAMES
+from ivl_embodied.plan.vocabulary import CONTAINERS, GRASPABLE, KINDS, ZONES  # noqa: F401 (re-exported)
 from ivl_embodied.robot.arm import ArmDescription
 
 log = logging.getLogger(__name__)
@@ -27,11 +29,7 @@ log = logging.getLogger(__name__)
 ASSET_DIR = Path(str(resources.files("ivl_embodied.sim") / "assets"))  # package data: MJCF, task files
 ARM_XML = ASSET_DIR / "arm.xml"
 
-GRASPABLE = ("cube", "cylinder", "sphere")
-CONTAINERS = ("bowl", "tray")
-ZONES = ("zone",)
-KINDS = GRASPABLE + CONTAINERS + ZONES
-COLORS: dict[str, tuple[float, float, float]] = {
+COLORS: dict[str, tuple[float, float, float]] = {  # the vocabulary's colours as rendered
     "red": (0.85, 0.12, 0.10),
     "green": (0.12, 0.68, 0.22),
     "blue": (0.12, 0.28, 0.88),
@@ -39,6 +37,8 @@ COLORS: dict[str, tuple[float, float, float]] = {
     "purple": (0.55, 0.22, 0.75),
     "orange": (1.00, 0.50, 0.05),
 }
+if tuple(COLORS) != COLOR_NAMES:
+    raise ImportError(f"sim colours {tuple(COLORS)} and the vocabulary's {COLOR_NAMES} must agree")
 ARM_JOINTS = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
 HOME_Q = (0.0, -0.35, 2.0, 0.0, 1.05, 0.0)  # arm folded up behind the workspace, tool down
 ARM = ArmDescription("ivl_arm6", ARM_XML, ARM_JOINTS, HOME_Q, tcp_site="tcp")

@@ -48,7 +48,8 @@ def test_sim_eval_with_a_checkpoint_directory(tiny_ckpt, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert rc in (0, 1) and out["episodes"] == 1 and out["planner"] == str(ck)
     if out["success_rate"] == 0.0:
-        assert out["failures"][0]["stage"] in ("parse", "safety", "grounding", "skill", "goal")
+        assert out["failures"][0]["stage"] in ("parse", "safety", "grounding", "check", "skill", "verify",
+                                                "refused", "predicate")
 
 
 def test_sim_eval_reports_visual_tokens_per_vir_mode(tiny_flash_ckpt, tmp_path, capsys):

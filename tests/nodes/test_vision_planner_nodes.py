@@ -138,11 +138,11 @@ def test_planner_node_plans_from_received_embeddings(vision, planner):
 
 def test_planner_node_refuses_without_fresh_embeddings(vision, planner):
     S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
-    planner.on_task(_task("pick the cube", "a"))
+    planner.on_task(_task("put the red cube in the green bowl", "a"))
     planner.on_embedding(_embedding_msg(vision))
     planner.params["max_input_age_s"] = 0.05
     time.sleep(0.1)
-    planner.on_task(_task("pick the cube", "b"))
+    planner.on_task(_task("put the red cube in the green bowl", "b"))
     planner.params["max_input_age_s"] = 2.0
     planner.on_task(_task("   ", "c"))
     states = _states(planner)
@@ -168,12 +168,12 @@ def test_planner_node_drops_bad_embeddings_on_receipt(vision, planner, caplog):
     wide = payload_to_msg(VisualEmbeddings(torch.randn(2, hidden), (1, 1), 64, 32, 2, 1, False, 56).to_payload(), 1, "")
     planner.on_embedding(wide)
     assert planner.latest is None
-    planner.on_task(_task("pick the cube", "a"))
+    planner.on_task(_task("put the red cube in the green bowl", "a"))
     (tid, state, text), = _states(planner)
     assert state == S.STATE_REJECTED and f"hidden size {wide.hidden_size}" in text
     planner.on_embedding(good)  # a good sample after bad ones is used
     planner.on_embedding(truncated)  # and a bad one does not replace it
-    planner.on_task(_task("pick the cube", "b"))
+    planner.on_task(_task("put the red cube in the green bowl", "b"))
     assert [s[1] for s in _states(planner)[1:]] == [S.STATE_PLANNING, S.STATE_PLANNED]
 
 
