@@ -55,7 +55,7 @@ class ModelPlanner:
     visual_tokens: list[int] = field(default_factory=list)
     tile_tokens: list[tuple[int, ...]] = field(default_factory=list)  # per image: tokens of each tile
     read_instructions: bool = True  # read the operator's words first (refusals, canonical task)
-    samples: int = 4  # sampled alternatives offered after the greedy plan
+    samples: int = 8  # sampled alternatives offered after the greedy plan
 
     def __post_init__(self) -> None:
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32

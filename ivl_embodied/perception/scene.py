@@ -20,13 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ivl_embodied.perception.grounding import CameraInfo, GroundedObject
+from ivl_embodied.perception.grounding import CameraInfo, GroundedObject, box_to_pixels
 from ivl_embodied.plan.vocabulary import CONTAINERS, GRASPABLE, ZONES, split_phrase
 
 # hue (0..1) bins of the vocabulary's colours; red wraps around 0. Rendered medians seen (60 val scenes):
 # orange 0.070-0.122, yellow 0.128-0.167: the narrowest gap, hence 0.125.
 HUE_BINS = (("red", 0.0, 0.04), ("orange", 0.04, 0.125), ("yellow", 0.125, 0.22), ("green", 0.22, 0.50),
             ("blue", 0.50, 0.70), ("purple", 0.70, 0.93), ("red", 0.93, 1.0001))
+AMBIGUOUS_HUES = ((0.121, 0.129),)  # a thing whose median hue falls here could be orange or yellow
 MIN_SATURATION = 0.35  # the table, grey floor and shadows are below this
 MIN_VALUE = 0.15
 
@@ -44,6 +45,12 @@ class SceneCheckConfig:
     top_band: float = 0.004  # m below the top: a thing's top surface
     sphere_top_share: float = 0.38  # measured on 157 objects: spheres 0.23-0.31, cubes/cylinders >= 0.44
     disc_ratio: float = 1.66  # max/mean radius of the top: cylinders 1.52-1.59, cubes 1.74-1.86
+    bowl_min_height: float = 0.036  # m: bowls stand 41-51 mm high, trays 31 mm
+    stack_above: float = 0.02  # m above the lower object's top: the upper object's points (it is >= 38 mm)
+    zone_margin: float = 0.65  # the pushed object's centre must lie within this share of the zone's half size
+    flat_height: float = 0.004  # m: a zone's points lie this close to the table
+    min_zone_points: int = 40
+    min_box_iou: float = 0.3  # plan box vs the grounded thing's pixel box
 
     def __post_init__(self) -> None:
         for k, v in self.__dict__.items():
@@ -87,6 +94,10 @@ def dominant_color(rgb: np.ndarray, pixels: np.ndarray, cfg: SceneCheckConfig) -
         return None, 0.0, int(len(labels))
     counts = np.bincount(labels, minlength=len(COLOR_NAMES))
     best = int(np.argmax(counts))
+    h, s, v = hue_saturation_value(rgb[pixels[:, 1], pixels[:, 0]])
+    hue = float(np.median(h[(s >= MIN_SATURATION) & (v >= MIN_VALUE)]))
+    if any(lo < hue < hi for lo, hi in AMBIGUOUS_HUES):
+        return None, 0.0, int(len(labels))  # too close to call: refuse rather than guess
     return COLOR_NAMES[best], float(counts[best] / len(labels)), int(len(labels))
 
 
@@ -123,10 +134,23 @@ def graspable_kind(g: GroundedObject, depth: np.ndarray, cam: CameraInfo, cfg: S
     return "cylinder" if r.max() < cfg.disc_ratio * r.mean() else "cube"
 
 
+def box_overlap(box, g: GroundedObject, width: int, height: int) -> float:
+    """IoU of a plan box (0..1000 frame) and the pixel bounding box of what was grounded in it."""
+    if g.pixels is None or len(g.pixels) == 0:
+        return 0.0
+    u1, v1, u2, v2 = box_to_pixels(box, width, height)
+    a1, b1 = g.pixels.min(axis=0)
+    a2, b2 = g.pixels.max(axis=0) + 1
+    iw, ih = max(0, min(u2, a2) - max(u1, a1)), max(0, min(v2, b2) - max(v1, b1))
+    union = (u2 - u1) * (v2 - v1) + (a2 - a1) * (b2 - b1) - iw * ih
+    return float(iw * ih / max(union, 1))
+
+
 def check_phrase(phrase: str, g: GroundedObject, rgb: np.ndarray, depth: np.ndarray | None = None,
-                 cam: CameraInfo | None = None, cfg: SceneCheckConfig | None = None) -> str | None:
+                 cam: CameraInfo | None = None, cfg: SceneCheckConfig | None = None, box=None) -> str | None:
     """Why the thing grounded in ``g`` is not a ``phrase`` (``None`` when it looks like one); with
-    ``depth`` and ``cam``, graspable things are told apart by shape too (:func:`graspable_kind`)."""
+    ``depth`` and ``cam``, graspable things are told apart by shape too (:func:`graspable_kind`); with
+    the plan's ``box``, a standing thing must fill it (a box mostly beside a thing is about something else)."""
     cfg = cfg or SceneCheckConfig()
     try:
         color, kind = split_phrase(phrase)
@@ -136,13 +160,21 @@ def check_phrase(phrase: str, g: GroundedObject, rgb: np.ndarray, depth: np.ndar
     if seen_class != want_class:
         size = np.round(g.extent, 3).tolist()
         return f"{phrase!r}: its box holds a {seen_class} ({size} m), not a {want_class}"
+    if box is not None and not g.flat:
+        iou = box_overlap(box, g, rgb.shape[1], rgb.shape[0])
+        if iou < cfg.min_box_iou:
+            return f"{phrase!r}: its box is mostly not on the thing found there (IoU {iou:.2f} < {cfg.min_box_iou})"
+    if want_class == "container":
+        shape = "bowl" if g.height > cfg.bowl_min_height else "tray"
+        if shape != kind:
+            return f"{phrase!r}: what stands in its box is {g.height * 1000:.0f} mm high, a {shape}, not a {kind}"
     if want_class == "graspable" and depth is not None and cam is not None:
         shape = graspable_kind(g, depth, cam, cfg)
         if shape is not None and shape != kind:
             return f"{phrase!r}: what stands in its box is shaped like a {shape}, not a {kind}"
     seen, share, n = dominant_color(rgb, g.pixels, cfg)
     if seen is None:
-        return f"{phrase!r}: too few coloured pixels in its box ({n}) to tell its colour"
+        return f"{phrase!r}: its colour cannot be told ({n} coloured pixels, or a hue between two colours)"
     if seen != color or share < cfg.min_color_share:
         return f"{phrase!r}: what stands in its box is {seen} ({share:.0%} of {n} coloured pixels), not {color}"
     return None
@@ -160,13 +192,16 @@ def _points(depth: np.ndarray, cam: CameraInfo, stride: int = 2) -> tuple[np.nda
 
 
 def verify_goal(goal: str, obj_phrase: str, before: GroundedObject, target: GroundedObject, rgb: np.ndarray,
-                depth: np.ndarray, cam: CameraInfo, cfg: SceneCheckConfig | None = None) -> str | None:
+                depth: np.ndarray, cam: CameraInfo, cfg: SceneCheckConfig | None = None,
+                target_phrase: str | None = None) -> str | None:
     """Why the goal is not reached in this (fresh) frame, ``None`` when it is. ``before``: the object as
-    grounded before the motion; ``target``: the container, lower object or zone, grounded then too."""
+    grounded before the motion; ``target``: the container, lower object or zone, grounded then too. A zone
+    (``target_phrase``) is found again in this frame by its colour, flat on the table."""
     cfg = cfg or SceneCheckConfig()
     color, _ = split_phrase(obj_phrase)
     pts, us, vs = _points(np.asarray(depth), cam)
-    mine = color_labels(rgb[vs, us]) == COLOR_NAMES.index(color)
+    labels = color_labels(rgb[vs, us])
+    mine = labels == COLOR_NAMES.index(color)
     table = target.support_z
     standing = pts[:, 2] > table + cfg.stand_height
     p = pts[mine & standing]  # [M, 3] object-coloured things standing on the table
@@ -176,12 +211,23 @@ def verify_goal(goal: str, obj_phrase: str, before: GroundedObject, target: Grou
         here = p[(d_target < radius) & (p[:, 2] > target.support_z + cfg.stand_height)]
         where = f"inside the container at {np.round(target.position[:2], 3).tolist()}"
     elif goal == "stack":
-        here = p[(d_target < cfg.stack_radius) & (p[:, 2] > target.top_z + 0.5 * cfg.stand_height)]
+        here = p[(d_target < cfg.stack_radius) & (p[:, 2] > target.top_z + cfg.stack_above)]
         where = f"on top of the object at {np.round(target.position[:2], 3).tolist()} (above {target.top_z:.3f} m)"
     elif goal == "push_to":
-        half = 0.5 * min(target.extent[0], target.extent[1])
-        here = p[np.all(np.abs(p[:, :2] - target.position[:2]) < half, axis=1)]
-        where = f"inside the zone at {np.round(target.position[:2], 3).tolist()} (half size {half:.3f} m)"
+        if target_phrase is None:
+            raise ValueError("verifying a push needs the zone's phrase")
+        zone_color = COLOR_NAMES.index(split_phrase(target_phrase)[0])
+        flat = pts[(labels == zone_color) & (np.abs(pts[:, 2] - table) < cfg.flat_height)]
+        flat = flat[np.linalg.norm(flat[:, :2] - target.position[:2], axis=1) < 0.15]  # that zone, not another
+        if len(flat) < cfg.min_zone_points:
+            return f"the {target_phrase} is not seen near {np.round(target.position[:2], 3).tolist()}"
+        lo, hi = np.percentile(flat[:, :2], 2, axis=0), np.percentile(flat[:, :2], 98, axis=0)
+        centre, half = 0.5 * (lo + hi), 0.5 * float(np.min(hi - lo))  # the zone as seen now
+        near = p[np.all(np.abs(p[:, :2] - centre) < half + 0.03, axis=1)]  # the object, in or at the zone
+        c = near[:, :2].mean(axis=0) if len(near) else np.full(2, np.inf)
+        here = near if np.all(np.abs(c - centre) < cfg.zone_margin * half) else near[:0]
+        where = (f"inside the {target_phrase} seen at {np.round(centre, 3).tolist()} (its centre within "
+                 f"{cfg.zone_margin * half:.3f} m; {len(near)} {color} points at the zone)")
     else:
         raise ValueError(f"unknown goal {goal!r}")
     if len(here) < cfg.min_goal_points:

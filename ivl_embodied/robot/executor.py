@@ -91,7 +91,7 @@ class Executor:
         if not v.ok:
             raise _Refused(str(v))
         if self.cfg.check_scene:
-            why = check_phrase(name, g, obs.rgb, obs.depth, obs.camera_info, self.cfg.scene)
+            why = check_phrase(name, g, obs.rgb, obs.depth, obs.camera_info, self.cfg.scene, box=box)
             if why:
                 raise _Mismatch(why)
         return g
@@ -183,10 +183,11 @@ class Executor:
         goal = goal_of_plan(plan.steps)
         if goal is None:
             return f"the plan {[s.action for s in plan.steps]} is not a goal the scene check knows"
-        kind, obj, _ = goal
+        kind, obj, target_phrase = goal
         before, target = grounded[0]["object"], grounded[-1]["target"]
         obs = self.robot.fresh_observation()  # a frame taken after the motion
-        return verify_goal(kind, obj, before, target, obs.rgb, obs.depth, obs.camera_info, self.cfg.scene)
+        return verify_goal(kind, obj, before, target, obs.rgb, obs.depth, obs.camera_info, self.cfg.scene,
+                           target_phrase=target_phrase)
 
     def _safe_home(self) -> None:
         try:

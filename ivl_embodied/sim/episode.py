@@ -105,7 +105,7 @@ def run_episode(task: Task, planner, record_dir=None, settle_s: float = JUDGE_SE
                 assert not report.moved, report
                 history.append({"attempt": attempt, "stage": report.stage, "reason": report.reason,
                                 "candidates": checked})
-                status = "REJECTED"
+                status = "FAILED" if executed else "REJECTED"  # after a motion, a refusal ends the task as failed
                 break
             report = executor.execute(plan_text, obs)
             executed += 1
