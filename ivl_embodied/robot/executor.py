@@ -113,21 +113,6 @@ class Executor:
                 raise type(e)(f"step {i} ({step.action} {step.object!r}): {e}") from None
         return out
 
-    def check(self, plan_text: str, obs: Observation) -> str | None:
-        """Why this plan would be refused before moving (parse, safety, grounding, scene check)."""
-        try:
-            plan = parse_plan(plan_text)
-        except PlanParseError as e:
-            return f"plan does not parse: {e}"
-        v = self.gate.check_plan(plan, obs.stamp, self.robot.now())
-        if not v.ok:
-            return f"plan refused: {v}"
-        try:
-            self.ground_plan(plan, obs)
-        except (GroundingError, _Refused, _Mismatch) as e:
-            return str(e)
-        return None
-
     def execute(self, plan_text: str, obs: Observation) -> ExecutionReport:
         try:
             plan = parse_plan(plan_text)

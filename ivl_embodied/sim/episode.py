@@ -81,13 +81,13 @@ def run_episode(task: Task, planner, record_dir=None, settle_s: float = JUDGE_SE
         report, plan_text, status, executed = None, "", "FAILED", 0
         for attempt in range(1, max_attempts + 1):
             obs = robot.get_observation()
-            checked = []
+            checked, report = [], None
             try:
                 for text in _candidates(planner, obs.rgb, task.instruction):
                     plan_text = text
-                    why = executor.check(text, obs)
-                    checked.append({"plan": text, "refused": why})
-                    if why is None:
+                    report = executor.execute(text, obs)  # a refusal (parse .. scene check) returns before moving
+                    checked.append({"plan": text, "refused": None if report.moved else report.reason})
+                    if report.moved:
                         break
             except InstructionRefused as e:
                 history.append({"attempt": attempt, "stage": "refused", "reason": e.refusal.message,
@@ -96,27 +96,22 @@ def run_episode(task: Task, planner, record_dir=None, settle_s: float = JUDGE_SE
                 break
             except Exception as e:  # a planner bug must not abort the whole evaluation
                 log.exception("planner failed on seed %d", task.seed)
-                plan_text = f"<planner error: {type(e).__name__}: {e}>"
-                checked.append({"plan": plan_text, "refused": "planner error"})
-            if not checked or checked[-1]["refused"] is not None:
-                # no candidate passes before moving: run the last one anyway, so that the report says
-                # exactly where it stops (parse, safety, grounding or check), and it moves nothing
+                plan_text, report = f"<planner error: {type(e).__name__}: {e}>", None
+            if report is None:  # the planner failed or offered nothing: refused where it stops (parse)
                 report = executor.execute(plan_text, obs)
-                assert not report.moved, report
+                checked.append({"plan": plan_text, "refused": report.reason})
+            if not report.moved:  # no candidate passed before moving
                 history.append({"attempt": attempt, "stage": report.stage, "reason": report.reason,
                                 "candidates": checked})
                 status = "FAILED" if executed else "REJECTED"  # after a motion, a refusal ends the task as failed
                 break
-            report = executor.execute(plan_text, obs)
             executed += 1
             history.append({"attempt": attempt, "stage": report.stage, "reason": report.reason,
                             "candidates": checked, "plan": plan_text})
             if report.ok:
                 status = "SUCCEEDED"
                 break
-            status = "REJECTED" if not report.moved else "FAILED"
-            if not report.moved:
-                break
+            status = "FAILED"
         robot.hold(settle_s)
         ok, why = success(world, task.goal)
         last = history[-1]
