@@ -151,10 +151,14 @@ def _backproject(depth, cam: CameraInfo, u1, v1, u2, v2, stride, cfg):
     z = depth[vs, us]
     ok = np.isfinite(z) & (z > cfg.min_depth) & (z < cfg.max_depth)
     us, vs, z = us[ok], vs[ok], z[ok]  # [N]
+    return pixels_to_base(cam, us, vs, z), us, vs
+
+
+def pixels_to_base(cam: CameraInfo, us: np.ndarray, vs: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Base-frame points [N, 3] of pixels (``us``, ``vs``) [N] at depths ``z`` [N] (metres)."""
     fx, fy, cx, cy = cam.k[0, 0], cam.k[1, 1], cam.k[0, 2], cam.k[1, 2]
     p_cam = np.stack([(us - cx) / fx * z, (vs - cy) / fy * z, z], axis=1)  # [N, 3] optical
-    p = p_cam @ cam.t_base_camera[:3, :3].T + cam.t_base_camera[:3, 3]  # [N, 3] base
-    return p, us, vs
+    return p_cam @ cam.t_base_camera[:3, :3].T + cam.t_base_camera[:3, 3]  # [N, 3] base
 
 
 def _fit_plane(points: np.ndarray, cfg: GroundingConfig) -> np.ndarray:

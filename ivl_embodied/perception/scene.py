@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ivl_embodied.perception.grounding import CameraInfo, GroundedObject, box_to_pixels
+from ivl_embodied.perception.grounding import CameraInfo, GroundedObject, box_to_pixels, pixels_to_base
 from ivl_embodied.plan.vocabulary import CONTAINERS, GRASPABLE, ZONES, split_phrase
 
 # hue (0..1) bins of the vocabulary's colours; red wraps around 0. Per-object median hues of 102 orange and
@@ -28,7 +28,6 @@ from ivl_embodied.plan.vocabulary import CONTAINERS, GRASPABLE, ZONES, split_phr
 # 0.1246-0.167. That is the narrowest gap, hence 0.1235.
 HUE_BINS = (("red", 0.0, 0.04), ("orange", 0.04, 0.1235), ("yellow", 0.1235, 0.22), ("green", 0.22, 0.50),
             ("blue", 0.50, 0.70), ("purple", 0.70, 0.93), ("red", 0.93, 1.0001))
-AMBIGUOUS_HUES: tuple[tuple[float, float], ...] = ()  # median hues too close to call (none needed so far)
 MIN_SATURATION = 0.35  # the table, grey floor and shadows are below this
 MIN_VALUE = 0.15
 
@@ -95,10 +94,6 @@ def dominant_color(rgb: np.ndarray, pixels: np.ndarray, cfg: SceneCheckConfig) -
         return None, 0.0, int(len(labels))
     counts = np.bincount(labels, minlength=len(COLOR_NAMES))
     best = int(np.argmax(counts))
-    h, s, v = hue_saturation_value(rgb[pixels[:, 1], pixels[:, 0]])
-    hue = float(np.median(h[(s >= MIN_SATURATION) & (v >= MIN_VALUE)]))
-    if any(lo < hue < hi for lo, hi in AMBIGUOUS_HUES):
-        return None, 0.0, int(len(labels))  # too close to call: refuse rather than guess
     return COLOR_NAMES[best], float(counts[best] / len(labels)), int(len(labels))
 
 
@@ -123,10 +118,7 @@ def graspable_kind(g: GroundedObject, depth: np.ndarray, cam: CameraInfo, cfg: S
     if g.pixels is None or len(g.pixels) < 20:
         return None
     u, v = g.pixels[:, 0], g.pixels[:, 1]
-    z = np.asarray(depth)[v, u]
-    fx, fy, cx, cy = cam.k[0, 0], cam.k[1, 1], cam.k[0, 2], cam.k[1, 2]
-    p = np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=1) @ cam.t_base_camera[:3, :3].T
-    p += cam.t_base_camera[:3, 3]  # [N, 3] base frame
+    p = pixels_to_base(cam, u, v, np.asarray(depth)[v, u])  # [N, 3] base frame
     top = (p[:, 2] - g.support_z) > g.height - cfg.top_band
     if top.mean() < cfg.sphere_top_share:
         return "sphere"
@@ -175,7 +167,7 @@ def check_phrase(phrase: str, g: GroundedObject, rgb: np.ndarray, depth: np.ndar
             return f"{phrase!r}: what stands in its box is shaped like a {shape}, not a {kind}"
     seen, share, n = dominant_color(rgb, g.pixels, cfg)
     if seen is None:
-        return f"{phrase!r}: its colour cannot be told ({n} coloured pixels, or a hue between two colours)"
+        return f"{phrase!r}: too few coloured pixels in its box ({n}) to tell its colour"
     if seen != color or share < cfg.min_color_share:
         return f"{phrase!r}: what stands in its box is {seen} ({share:.0%} of {n} coloured pixels), not {color}"
     return None
@@ -187,9 +179,7 @@ def _points(depth: np.ndarray, cam: CameraInfo, stride: int = 2) -> tuple[np.nda
     z = depth[vs, us]
     ok = np.isfinite(z) & (z > 0.05)
     us, vs, z = us[ok], vs[ok], z[ok]
-    fx, fy, cx, cy = cam.k[0, 0], cam.k[1, 1], cam.k[0, 2], cam.k[1, 2]
-    p_cam = np.stack([(us - cx) / fx * z, (vs - cy) / fy * z, z], axis=1)
-    return p_cam @ cam.t_base_camera[:3, :3].T + cam.t_base_camera[:3, 3], us, vs
+    return pixels_to_base(cam, us, vs, z), us, vs
 
 
 def verify_goal(goal: str, obj_phrase: str, before: GroundedObject, target: GroundedObject, rgb: np.ndarray,
