@@ -208,7 +208,8 @@ def read_instruction(text: str) -> Understood | Refusal:
         positive.append(clause)
     if not positive:
         return Refusal("negation", "the instruction asks for nothing to be done, so nothing will move. " + describe())
-    found, loose = _mentions(_tokens(" ".join(positive)))
+    pos_words = _tokens(" ".join(positive))
+    found, loose = _mentions(pos_words)
     if loose and len({(c, k) for _, c, k in found}) < 2:
         return Refusal("unknown_words", f"I could not tell which thing {loose!r} means: name each one by colour "
                                         f"and kind. " + describe())
@@ -218,7 +219,6 @@ def read_instruction(text: str) -> Understood | Refusal:
         return Refusal("unknown_words", f"I need an object and where it goes; I found {named or 'nothing'}. "
                                         + describe())
 
-    pos_words = _tokens(" ".join(positive))
     target_idx = [n for n, (i, _, _) in enumerate(found)
                   if any(w in TARGET_MARKERS for w in pos_words[max(0, i - 3):i])]
     roles: dict[str, set] = {"object": set(), "target": set()}
