@@ -9,6 +9,7 @@ check before anything is sent) uses the functions here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,24 +58,35 @@ class JointTrajectory:
     def duration(self) -> float:
         return self.points[-1].time_from_start
 
+    @functools.cached_property
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions [N, J], velocities [N, J], times [N]."""
+        """Positions [N, J], velocities [N, J], times [N] (built once: the controller samples every step)."""
         pts = self.points
         return (np.array([p.positions for p in pts], float), np.array([p.velocities for p in pts], float),
                 np.array([p.time_from_start for p in pts], float))
 
     def sample(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Position and velocity at time ``t`` (the spline between points, held after the end)."""
-        q, v, times = self.arrays()
+        q, v, times = self.arrays
         if t <= times[0]:
             return q[0], np.zeros(q.shape[1])
         if t >= times[-1]:
             return q[-1], np.zeros(q.shape[1])
         i = int(np.searchsorted(times, t)) - 1
         h = times[i + 1] - times[i]
-        s = np.array([(t - times[i]) / h])
-        pos, vel, _ = hermite(q[i:i + 2], v[i:i + 2], times[i:i + 2], s)
-        return pos[0, 0], vel[0, 0]
+        bp, bv, _ = _basis((t - times[i]) / h)
+        ends = (q[i], v[i] * h, q[i + 1], v[i + 1] * h)  # p0, m0, p1, m1
+        return (sum(b * e for b, e in zip(bp, ends, strict=True)),
+                sum(b * e for b, e in zip(bv, ends, strict=True)) / h)
+
+
+def _basis(s):
+    """Cubic Hermite basis at fraction ``s`` of a segment (scalar or array), for (p0, m0, p1, m1): the
+    weights of the position, of its derivative in s, and of its second derivative in s."""
+    pos = (2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2)
+    vel = (6 * s**2 - 6 * s, 3 * s**2 - 4 * s + 1, -6 * s**2 + 6 * s, 3 * s**2 - 2 * s)
+    acc = (12 * s - 6, 6 * s - 4, -12 * s + 6, 6 * s - 2)
+    return pos, vel, acc
 
 
 def hermite(q: np.ndarray, v: np.ndarray, t: np.ndarray, s: np.ndarray
@@ -86,11 +98,11 @@ def hermite(q: np.ndarray, v: np.ndarray, t: np.ndarray, s: np.ndarray
     h = np.diff(t)[None, :, None]  # [1, N-1, 1]
     p0, p1 = q[None, :-1], q[None, 1:]  # [1, N-1, J]
     m0, m1 = v[None, :-1] * h, v[None, 1:] * h
-    pos = ((2 * s**3 - 3 * s**2 + 1) * p0 + (s**3 - 2 * s**2 + s) * m0
-           + (-2 * s**3 + 3 * s**2) * p1 + (s**3 - s**2) * m1)
-    vel = ((6 * s**2 - 6 * s) * p0 + (3 * s**2 - 4 * s + 1) * m0
-           + (-6 * s**2 + 6 * s) * p1 + (3 * s**2 - 2 * s) * m1) / h
-    acc = ((12 * s - 6) * p0 + (6 * s - 4) * m0 + (-12 * s + 6) * p1 + (6 * s - 2) * m1) / h**2
+    ends = (p0, m0, p1, m1)
+    bp, bv, ba = _basis(s)
+    pos = sum(b * e for b, e in zip(bp, ends, strict=True))
+    vel = sum(b * e for b, e in zip(bv, ends, strict=True)) / h
+    acc = sum(b * e for b, e in zip(ba, ends, strict=True)) / h**2
     return pos, vel, acc
 
 
