@@ -20,7 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ivl_embodied.perception.grounding import CameraInfo, GroundedObject, box_to_pixels, pixels_to_base
+from ivl_embodied.perception.grounding import (
+    CameraInfo,
+    GroundedObject,
+    GroundingConfig,
+    GroundingError,
+    box_to_pixels,
+    ground_box,
+    pixels_to_base,
+)
+from ivl_embodied.plan.schema import GROUNDING_MAX
 from ivl_embodied.plan.vocabulary import CONTAINERS, GRASPABLE, ZONES, split_phrase
 
 # hue (0..1) bins of the vocabulary's colours; red wraps around 0. Per-object median hues of 102 orange and
@@ -127,6 +136,32 @@ def graspable_kind(g: GroundedObject, depth: np.ndarray, cam: CameraInfo, cfg: S
     return "cylinder" if r.max() < cfg.disc_ratio * r.mean() else "cube"
 
 
+def whole_object(g: GroundedObject, depth: np.ndarray, cam: CameraInfo,
+                 grounding: GroundingConfig | None = None) -> GroundedObject:
+    """``g`` segmented again from a box around all of its pixels, grown by half its size on each side.
+
+    A plan box that cuts through a thing grounds only the part inside it (plus a small margin), and a
+    cut disc has corners: a cylinder boxed off-centre reads as a cube. Segmented from a box that holds
+    it whole, its top has its own outline. ``g`` is returned unchanged when it is flat, or when the
+    new segment is not the same thing (fewer than 90% of ``g``'s pixels inside it)."""
+    if g.flat or g.pixels is None or len(g.pixels) == 0:
+        return g
+    (u1, v1), (u2, v2) = g.pixels.min(axis=0), g.pixels.max(axis=0) + 1
+    gu, gv = 0.5 * (u2 - u1), 0.5 * (v2 - v1)
+    sx, sy = GROUNDING_MAX / cam.width, GROUNDING_MAX / cam.height
+    box = [int(max(0.0, (u1 - gu) * sx)), int(max(0.0, (v1 - gv) * sy)),
+           int(min(GROUNDING_MAX, np.ceil((u2 + gu) * sx))), int(min(GROUNDING_MAX, np.ceil((v2 + gv) * sy)))]
+    try:
+        whole = ground_box(box, depth, cam, grounding)
+    except GroundingError:
+        return g
+    if whole.flat or whole.pixels is None or len(whole.pixels) == 0:
+        return g
+    (a1, b1), (a2, b2) = whole.pixels.min(axis=0), whole.pixels.max(axis=0)
+    inside = ((g.pixels[:, 0] >= a1) & (g.pixels[:, 0] <= a2) & (g.pixels[:, 1] >= b1) & (g.pixels[:, 1] <= b2))
+    return whole if inside.mean() >= 0.9 else g
+
+
 def box_overlap(box, g: GroundedObject, width: int, height: int) -> float:
     """IoU of a plan box (0..1000 frame) and the pixel bounding box of what was grounded in it."""
     if g.pixels is None or len(g.pixels) == 0:
@@ -142,7 +177,8 @@ def box_overlap(box, g: GroundedObject, width: int, height: int) -> float:
 def check_phrase(phrase: str, g: GroundedObject, rgb: np.ndarray, depth: np.ndarray | None = None,
                  cam: CameraInfo | None = None, cfg: SceneCheckConfig | None = None, box=None) -> str | None:
     """Why the thing grounded in ``g`` is not a ``phrase`` (``None`` when it looks like one); with
-    ``depth`` and ``cam``, graspable things are told apart by shape too (:func:`graspable_kind`); with
+    ``depth`` and ``cam``, graspable things are told apart by shape too (:func:`graspable_kind`, on the
+    whole thing: :func:`whole_object`); with
     the plan's ``box``, a standing thing must fill it (a box mostly beside a thing is about something else)."""
     cfg = cfg or SceneCheckConfig()
     try:
@@ -162,7 +198,7 @@ def check_phrase(phrase: str, g: GroundedObject, rgb: np.ndarray, depth: np.ndar
         if shape != kind:
             return f"{phrase!r}: what stands in its box is {g.height * 1000:.0f} mm high, a {shape}, not a {kind}"
     if want_class == "graspable" and depth is not None and cam is not None:
-        shape = graspable_kind(g, depth, cam, cfg)
+        shape = graspable_kind(whole_object(g, depth, cam), depth, cam, cfg)
         if shape is not None and shape != kind:
             return f"{phrase!r}: what stands in its box is shaped like a {shape}, not a {kind}"
     seen, share, n = dominant_color(rgb, g.pixels, cfg)

@@ -56,6 +56,31 @@ def test_a_box_on_another_object_is_caught_before_any_motion(goal_type):
         world.close()
 
 
+def test_a_box_cutting_through_a_cylinder_does_not_make_it_a_cube():
+    """Found by the unseen-phrasing suite: a box over two thirds of the orange cylinder grounded a cut disc,
+    whose corners read as a cube's; the arm stacked the cylinder and the goal check saw orange on top.
+    The kind is now read from the whole thing (segmented again around what the box found)."""
+    from ivl_embodied.perception.grounding import ground_box
+    from ivl_embodied.perception.scene import SceneCheckConfig, check_phrase, graspable_kind, whole_object
+
+    task = next(t for t in load_split("unseen_phrasing") if t.seed == 300136)
+    world = SimWorld(scene_for(task))
+    try:
+        world.settle()
+        obs = SimRobot(world).get_observation()
+        box = [463, 429, 514, 517]  # the planner's box for "orange cube"; the orange cylinder stands there
+        g = ground_box(box, obs.depth, obs.camera_info)
+        cut = graspable_kind(g, obs.depth, obs.camera_info, SceneCheckConfig())
+        assert cut == "cube"  # the cut part alone misleads (this is what the check used to see)
+        assert graspable_kind(whole_object(g, obs.depth, obs.camera_info), obs.depth, obs.camera_info,
+                              SceneCheckConfig()) == "cylinder"
+        why = check_phrase("orange cube", g, obs.rgb, obs.depth, obs.camera_info, box=box)
+        assert why is not None and "shaped like a cylinder, not a cube" in why
+        assert check_phrase("orange cylinder", g, obs.rgb, obs.depth, obs.camera_info, box=box) is None
+    finally:
+        world.close()
+
+
 class DropsItOnce(SimRobot):
     """Puts the object back where it stood right after the first release of a place (a botched placement)."""
 
