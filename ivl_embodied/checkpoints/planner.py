@@ -10,7 +10,7 @@ whole InternVL3.5 checkpoint or the two split halves as ``vision/`` and ``langua
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from ivl_embodied.checkpoints.internvl import load_language, load_vision
 from ivl_embodied.language.constrained import PlanRestriction
 from ivl_embodied.language.instruction import InstructionRefused, Refusal, read_instruction
-from ivl_embodied.language.planner import GenerationSettings, PlanOutput
+from ivl_embodied.language.planner import GenerationSettings, PlanOutput, plan_candidates
 from ivl_embodied.vision.tiling import TilingConfig, tile_image
 from ivl_embodied.vision.vir import ViRPolicy
 
@@ -55,7 +55,8 @@ class ModelPlanner:
     visual_tokens: list[int] = field(default_factory=list)
     tile_tokens: list[tuple[int, ...]] = field(default_factory=list)  # per image: tokens of each tile
     read_instructions: bool = True  # read the operator's words first (refusals, canonical task)
-    samples: int = 8  # sampled alternatives offered after the greedy plan
+    samples: int = 8  # sampled alternatives offered after the greedy plan (per view)
+    mirrored_view: bool = True  # also plan on the mirrored frame (alternatives only; see candidates())
 
     def __post_init__(self) -> None:
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
@@ -75,8 +76,13 @@ class ModelPlanner:
 
     @torch.no_grad()
     def candidates(self, rgb: np.ndarray, instruction: str):
-        """Plans for this frame, best first: the greedy plan, then ``samples`` sampled plans ranked by
-        the model's own log-probability (generated only if the caller asks for more).
+        """Plans for this frame, best first: the greedy plan, then the alternatives ranked by the model's
+        own log-probability (generated only if the caller asks for more): ``samples`` sampled plans, and
+        with ``mirrored_view`` the greedy and sampled plans made on the left-right mirrored frame, their
+        boxes mirrored back (:func:`~ivl_embodied.plan.schema.mirror_plan`). The tabletop and camera are
+        symmetric about the image's vertical midline and SFT trains on mirrored scenes, so the mirrored
+        frame is a second look at the same scene: where the model boxes the wrong thing in one view it
+        often boxes the right one in the other (measured in ``benchmarks/operator_language_2026-12-01``).
 
         With ``read_instructions`` the operator's words are read first
         (:func:`~ivl_embodied.language.instruction.read_instruction`): a refusal raises
@@ -92,17 +98,11 @@ class ModelPlanner:
         emb = self.encoder.encode(tile_image(rgb, self.tiling), self.policy)
         self.visual_tokens.append(emb.num_tokens)
         self.tile_tokens.append(emb.tokens_per_tile)
-        self.last = self.planner.generate(emb, instruction, self.settings, restriction)
-        yield self.last.text
-        seen = {self.last.text}
-        sampled = []
-        for seed in range(self.samples):
-            out = self.planner.generate(emb, instruction, replace(self.settings, temperature=1.0, seed=seed),
-                                        restriction)
-            if out.text not in seen:
-                seen.add(out.text)
-                sampled.append(out)
-        for out in sorted(sampled, key=lambda o: -o.logprob):
+        views = [(emb, False)]
+        if self.mirrored_view:
+            flipped = np.ascontiguousarray(rgb[:, ::-1])
+            views.append((lambda: self.encoder.encode(tile_image(flipped, self.tiling), self.policy), True))
+        for out in plan_candidates(self.planner, views, instruction, self.settings, restriction, self.samples):
             self.last = out
             yield out.text
 

@@ -280,3 +280,51 @@ class LanguagePlanner(nn.Module):
             scores = scores.masked_fill(scores < kth, float("-inf"))
         u = torch.rand(scores.shape, generator=gen).clamp_(1e-20, 1.0 - 1e-7)  # keep the noise finite
         return scores - torch.log(-torch.log(u))
+
+
+def plan_candidates(planner: LanguagePlanner, views, instruction: str, settings: GenerationSettings,
+                    restriction: PlanRestriction | None = None, samples: int = 8):
+    """Plans for one frame, best first (a generator: nothing past what the caller takes is decoded).
+
+    ``views``: ``(embeddings, mirrored)`` pairs, the frame as encoded first; ``embeddings`` may be a
+    callable that encodes on first use (a second view costs nothing while the first plan passes), and
+    ``mirrored`` says the view is the frame flipped left-right, whose plans have their boxes mirrored
+    back (:func:`~ivl_embodied.plan.schema.mirror_plan`). First the greedy plan of the first view; then
+    every other view's greedy plan and ``samples`` sampled plans per view (temperature 1, seeds
+    0..samples-1), without repeats, ranked by the model's own log-probability: the alternatives
+    InternVL3.5's parallel thinking draws, for a critic (the executor's scene check) to choose from."""
+    from dataclasses import replace
+
+    from ivl_embodied.plan.schema import format_plan, mirror_plan
+
+    if samples < 0:
+        raise ValueError(f"samples must be >= 0, got {samples!r}")
+    views = [(v if callable(v) else (lambda v=v: v), bool(m)) for v, m in views]
+    if not views:
+        raise ValueError("plan_candidates needs at least one view of the frame")
+    sampled = [replace(settings, temperature=1.0, seed=seed) for seed in range(samples)]
+
+    def decode(visual, mirrored: bool, how: GenerationSettings) -> PlanOutput | None:
+        out = planner.generate(visual, instruction, how, restriction)
+        if mirrored:
+            if out.plan is None:  # nothing to mirror back; an unparseable plan is refused anyway
+                return None
+            plan = mirror_plan(out.plan)
+            out = replace(out, text=format_plan(plan), plan=plan)
+        return out
+
+    first, first_mirrored = views[0]
+    first_visual = first()
+    best = decode(first_visual, first_mirrored, settings)
+    if best is not None:
+        yield best
+    seen = {best.text} if best is not None else set()
+    alternatives: list[PlanOutput] = []
+    for k, (view, mirrored) in enumerate(views):
+        visual = first_visual if k == 0 else view()
+        for how in (sampled if k == 0 else [settings, *sampled]):
+            out = decode(visual, mirrored, how)
+            if out is not None and out.text not in seen:
+                seen.add(out.text)
+                alternatives.append(out)
+    yield from sorted(alternatives, key=lambda o: -o.logprob)

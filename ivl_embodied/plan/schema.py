@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 GROUNDING_MAX = 1000
@@ -155,6 +155,20 @@ class Plan:
         for s in self.steps:
             if not isinstance(s, Step):
                 raise TypeError(f"plan steps must be Step, got {type(s).__name__}")
+
+
+def mirror_box(box: Box, box_max: int = GROUNDING_MAX) -> Box:
+    """``box`` in the left-right mirrored image: ``[x1, y1, x2, y2]`` -> ``[max - x2, y1, max - x1, y2]``."""
+    x1, y1, x2, y2 = validate_box(box)
+    return (box_max - x2, y1, box_max - x1, y2)
+
+
+def mirror_plan(plan: Plan) -> Plan:
+    """``plan`` with every box mirrored (:func:`mirror_box`): a plan made on the mirrored image, in the
+    original image's frame (and back)."""
+    return Plan(tuple(replace(s, box=None if s.box is None else mirror_box(s.box),
+                              target_box=None if s.target_box is None else mirror_box(s.target_box))
+                      for s in plan.steps))
 
 
 def format_plan(plan: Plan) -> str:

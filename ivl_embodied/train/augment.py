@@ -42,6 +42,7 @@ import re
 
 import numpy as np
 
+from ivl_embodied.plan.schema import mirror_box
 from ivl_embodied.sim.world import COLORS, KINDS
 
 COLOR_CLASSES = ("background",) + tuple(COLORS)
@@ -64,17 +65,18 @@ def mirror_boxes(plan: str, objects, box_max: int = 1000) -> tuple[str, list[dic
     becomes ``box_max - x2 .. box_max - x1``. Everything else in the plan is kept byte for byte."""
 
     def flip(m: re.Match) -> str:
-        x1, y1, x2, y2 = (int(v) for v in m.groups()[1:])
-        if not (0 <= x1 <= x2 <= box_max):
-            raise ValueError(f"plan box {m.group(0)!r} is outside 0..{box_max} or unordered")
-        return f"{m.group(1)}{box_max - x2},{y1},{box_max - x1},{y2}]"
+        try:
+            x1, y1, x2, y2 = mirror_box(tuple(int(v) for v in m.groups()[1:]), box_max)
+        except ValueError as e:
+            raise ValueError(f"plan box {m.group(0)!r}: {e}") from None
+        return f"{m.group(1)}{x1},{y1},{x2},{y2}]"
 
     mirrored = []
     for o in objects:
-        x1, y1, x2, y2 = o["box"]
-        if not (0 <= x1 <= x2 <= box_max):
-            raise ValueError(f"object {o.get('name')!r} has box {o['box']!r} outside 0..{box_max} or unordered")
-        mirrored.append({**o, "box": [box_max - x2, y1, box_max - x1, y2]})
+        try:
+            mirrored.append({**o, "box": list(mirror_box(tuple(o["box"]), box_max))})
+        except ValueError as e:
+            raise ValueError(f"object {o.get('name')!r}: {e}") from None
     return BOX_TEXT.sub(flip, plan), mirrored
 
 

@@ -37,6 +37,20 @@ def test_model_planner_always_returns_a_plan(tiny_ckpt):
     assert planner.visual_tokens == [4]  # one 56-px tile, 4 tokens
 
 
+def test_model_planner_alternatives_come_from_both_views(tiny_ckpt):
+    from ivl_embodied.sim.planners import make_planner
+
+    planner = make_planner(str(tiny_ckpt))
+    planner.samples = 3
+    rgb = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    texts = list(planner.candidates(rgb, "put the red cube in the green bowl"))
+    assert texts[0] == planner.plan(rgb, "put the red cube in the green bowl")  # greedy first
+    assert 1 <= len(texts) <= 1 + 3 + 4 and len(set(texts)) == len(texts)
+    for text in texts:  # held to the task's phrases in both views
+        assert {s.object for s in parse_plan(text).steps} == {"red cube"}
+    assert planner.visual_tokens == [4, 4]  # one image per call; the mirrored view is not counted as one
+
+
 def test_sim_eval_with_a_checkpoint_directory(tiny_ckpt, tmp_path, capsys):
     """An untrained planner fails the task, and the report says where: the loop runs end to end."""
     pytest.importorskip("mujoco")
