@@ -158,7 +158,7 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, r
         for s in driver.statuses[seen:]:
             if s.task_id != task_id:
                 continue
-            log.info("  [%s] %s", state_name(s.state), s.message)
+            log.info("  [%s%s] %s", state_name(s.state), f" attempt {s.attempt}" if s.attempt > 1 else "", s.message)
             if state_name(s.state) == "REJECTED" and s.reason == "no_embeddings" and retries > 0:
                 retries -= 1
                 node.spin_until(lambda: False, timeout=1.0)

@@ -3,20 +3,27 @@
 Runs next to the robot. For each plan it takes the RGB-D frame whose stamp equals the plan's
 ``embedding_stamp`` (the image the plan was made from), so grounding sees what the planner
 saw; executes on a worker thread (the spinning thread keeps sensor data flowing) and reports
-on ``/ivl/task_status``. One plan at a time: a plan arriving while another runs is rejected.
+on ``/ivl/task_status``. One task at a time: a plan for another task arriving meanwhile is rejected.
+
+The scene is the critic: a plan whose boxes do not hold what it names is refused before any motion,
+and the executor asks the planner for the frame's next alternative (``TaskRequest.candidate``); a
+motion whose goal a fresh frame does not show is retried with a plan made from a new frame
+(``TaskRequest.attempt``), up to ``max_attempts``. SUCCEEDED means the goal was seen reached.
 ``/ivl/estop`` (std_msgs/Bool) true latches the e-stop: the arm holds where it is and every
 further trajectory is refused until ``/ivl/estop`` false resets it.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
 
 from ivl_embodied.nodes.base import NodeBase, run_node
 from ivl_embodied.nodes.status import StatusPublisher
-from ivl_embodied.transport.convert import stamp_to_ns, trajectory_to_msg
+from ivl_embodied.transport import msg_type
+from ivl_embodied.transport.convert import header, ns_to_stamp, s_to_ns, stamp_to_ns, trajectory_to_msg
 
 
 class ExecutorNode(NodeBase):
@@ -36,6 +43,10 @@ class ExecutorNode(NodeBase):
         "max_joint_speed": 1.5,
         "max_plan_age_s": 10.0,
         "frame_wait_s": 2.0,
+        "task_topic": "/ivl/task",  # follow-up requests to the planner (alternatives, retries)
+        "max_attempts": 3,  # executions of a task whose goal a fresh frame does not show, then FAILED
+        "max_candidates": 17,  # plans tried per frame (greedy, 8 sampled, the mirrored view's 1 + 8)
+        "plan_wait_s": 10.0,  # how long to wait for the planner's answer to a follow-up request
         "base_frame": "base_link",
     }
 
@@ -54,6 +65,9 @@ class ExecutorNode(NodeBase):
         self.executor = Executor(self.robot, self.gate,
                                  limits=ARM.trajectory_limits(max_joint_speed=float(p["max_joint_speed"])))
         self.busy: str | None = None
+        self.awaiting: tuple[int, int] | None = None  # (attempt, candidate) asked of the planner
+        self.replies: queue.Queue = queue.Queue()
+        self.task_pub = self.node.create_publisher("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"])
         self.worker: threading.Thread | None = None
         self.status = StatusPublisher(self.node, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/ActionPlan", p["plan_topic"], self.on_plan)
@@ -81,51 +95,108 @@ class ExecutorNode(NodeBase):
         self.robot.pub_traj.publish(trajectory_to_msg(hold))
 
     def on_plan(self, msg) -> None:
+        task_id = msg.task_id
+        if self.busy is not None:
+            if task_id == self.busy and self.awaiting == (msg.attempt, msg.candidate):
+                self.replies.put(msg)  # the plan this task's worker asked the planner for
+            elif task_id != self.busy:
+                self.status(task_id, "REJECTED", f"executor busy with task {self.busy}", reason="busy",
+                            attempt=msg.attempt)
+            return
+        if msg.attempt > 1 or msg.candidate > 0:
+            self.logger.warning("ignoring plan for task %s attempt %d candidate %d: no such request is open",
+                                task_id, msg.attempt, msg.candidate)
+            return
+        self.busy, self.awaiting = task_id, None
+        self.replies = queue.Queue()
+        self.worker = threading.Thread(target=self._run_task, args=(msg,), name=f"execute-{task_id}", daemon=True)
+        self.worker.start()
+
+    def _ask(self, plan_msg, attempt: int, candidate: int, not_before_ns: int = 0):
+        """Ask the planner for another plan of this task; the ActionPlan it answers with, or None."""
+        self.awaiting = (attempt, candidate)
+        self.task_pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
+            header=header(time.time_ns()), task_id=plan_msg.task_id, instruction=plan_msg.instruction,
+            attempt=attempt, candidate=candidate, not_before=ns_to_stamp(not_before_ns)))
+        try:
+            return self.replies.get(timeout=float(self.params["plan_wait_s"]))
+        except queue.Empty:
+            return None
+        finally:
+            self.awaiting = None
+
+    def _observation(self, image_ns: int):
+        """The RGB-D frame stamped ``image_ns`` (it may still be in flight when the plan arrives)."""
+        from ivl_embodied.nodes.topic_robot import RobotUnavailable
+
+        deadline = time.monotonic() + self.params["frame_wait_s"]
+        while True:
+            try:
+                return self.robot.get_observation(stamp_ns=image_ns or None)
+            except RobotUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _run_task(self, first) -> None:
+        """Up to ``max_attempts`` attempts, each on a fresh frame: try the planner's plans for the frame
+        until one passes the checks before moving (at most ``max_candidates``), execute it and verify
+        the goal. A miss after a motion is retried from a new frame; the status says which attempt."""
+        from ivl_embodied.nodes.topic_robot import RobotUnavailable
         from ivl_embodied.plan.schema import format_plan
         from ivl_embodied.transport.convert import msg_to_plan
 
-        task_id = msg.task_id
-        if self.busy is not None:
-            self.status(task_id, "REJECTED", f"executor busy with task {self.busy}", reason="busy")
-            return
+        task_id, msg, attempt, candidate, executed = first.task_id, first, 1, 0, 0
+        max_attempts, max_candidates = int(self.params["max_attempts"]), int(self.params["max_candidates"])
         try:
-            plan_text = format_plan(msg_to_plan(msg))
-        except ValueError as e:
-            self.status(task_id, "REJECTED", f"malformed plan: {e}", reason="refused")
-            return
-        self.busy = task_id
-        self.worker = threading.Thread(target=self._execute, args=(task_id, plan_text,
-                                                                   stamp_to_ns(msg.embedding_stamp)),
-                                       name=f"execute-{task_id}", daemon=True)
-        self.worker.start()
-
-    def _execute(self, task_id: str, plan_text: str, image_ns: int) -> None:
-        from ivl_embodied.nodes.topic_robot import RobotUnavailable
-
-        try:
-            deadline = time.monotonic() + self.params["frame_wait_s"]
-            while True:  # the frame may still be in flight when the plan arrives
+            while True:
                 try:
-                    obs = self.robot.get_observation(stamp_ns=image_ns or None)
-                    break
-                except RobotUnavailable as e:
-                    if time.monotonic() > deadline:
-                        self.status(task_id, "REJECTED", f"cannot ground the plan: {e}",
-                                    reason="no_observation")
+                    plan_text = format_plan(msg_to_plan(msg))
+                except ValueError as e:
+                    report, plan_text = None, f"malformed plan: {e}"
+                else:
+                    try:
+                        obs = self._observation(stamp_to_ns(msg.embedding_stamp))
+                    except RobotUnavailable as e:
+                        self.status(task_id, "FAILED" if executed else "REJECTED", f"cannot ground the plan: {e}",
+                                    reason="no_observation", attempt=attempt)
                         return
-                    time.sleep(0.05)
-            self.status(task_id, "EXECUTING", plan_text)
-            report = self.executor.execute(plan_text, obs)
-            if report.ok:
-                self.status(task_id, "SUCCEEDED", f"{len(report.steps)} steps done")
-            else:
-                refused = not report.moved
-                reason = ("estop" if self.gate.estopped else "scene_mismatch" if report.stage == "check"
-                          else "not_verified" if report.stage == "verify" else "refused" if refused else "execution")
-                self.status(task_id, "REJECTED" if refused else "FAILED", f"[{report.stage}] {report.reason}",
-                            reason=reason)
+                    self.status(task_id, "EXECUTING", f"candidate {candidate + 1}: {plan_text}", attempt=attempt)
+                    report = self.executor.execute(plan_text, obs)
+                if report is not None and report.ok:
+                    self.status(task_id, "SUCCEEDED", f"{len(report.steps)} steps done; the goal is seen reached",
+                                attempt=attempt)
+                    return
+                why = plan_text if report is None else f"[{report.stage}] {report.reason}"
+                reason = ("estop" if self.gate.estopped else "refused" if report is None else
+                          "scene_mismatch" if report.stage == "check" else "not_verified" if report.stage == "verify"
+                          else "refused" if not report.moved else "execution")
+                nxt, not_before = None, 0
+                if self.gate.estopped:
+                    pass
+                elif report is None or not report.moved:  # refused before moving: the frame's next plan
+                    if candidate + 1 < max_candidates:
+                        nxt = (attempt, candidate + 1)
+                else:
+                    executed += 1
+                    if report.stage == "verify" and attempt < max_attempts:
+                        fresh = self.robot.fresh_observation()  # the scene after the missed attempt
+                        not_before = s_to_ns(fresh.stamp)
+                        self.status(task_id, "EXECUTING", f"attempt {attempt} missed its goal ({report.reason}); "
+                                                          f"planning again from a new frame", attempt=attempt)
+                        nxt = (attempt + 1, 0)
+                if nxt is not None:
+                    answer = self._ask(msg, *nxt, not_before)
+                    if answer is not None and len(answer.steps) > 0:
+                        msg, (attempt, candidate) = answer, nxt
+                        continue
+                    why += ("; no answer from the planner within plan_wait_s" if answer is None
+                            else f"; no other plan: {answer.raw_text}")
+                refused = executed == 0 and not (report is not None and report.moved)
+                self.status(task_id, "REJECTED" if refused else "FAILED", why, reason=reason, attempt=attempt)
+                return
         except RobotUnavailable as e:
-            self.status(task_id, "FAILED", str(e), reason="robot_unavailable")
+            self.status(task_id, "FAILED", str(e), reason="robot_unavailable", attempt=attempt)
         finally:
             self.busy = None
 

@@ -33,7 +33,8 @@ def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sy
             if s.task_id != task_id:
                 continue
             name = state_name(s.state)
-            print(f"  [{name}] {s.message}", file=out, flush=True)
+            attempt = f" attempt {s.attempt}" if s.attempt > 1 else ""
+            print(f"  [{name}{attempt}] {s.message}", file=out, flush=True)
             if name in TERMINAL:
                 return name
     print(f"  no final status within {timeout:.0f} s", file=out, flush=True)

@@ -1,19 +1,38 @@
 """planner_node: latest visual embeddings + an operator's task → ActionPlan.
 
-Runs on the workstation GPU with only the language model. Keeps the newest
-``VisualEmbedding``; for each ``TaskRequest`` it plans from it (refusing embeddings
-older than ``max_input_age_s`` or none at all) and publishes the plan and task status.
+Runs on the workstation GPU with only the language model. Keeps the newest ``VisualEmbedding``
+(and, when the vision node publishes them, the embeddings of the same frame mirrored left-right);
+for each ``TaskRequest`` it reads the operator's words, plans from the newest embeddings (refusing
+embeddings older than ``max_input_age_s`` or none at all) and publishes the plan and task status.
+
+Follow-up requests come from the executor, for the same task (``TaskRequest.attempt``/``candidate``):
+
+* ``candidate`` k > 0: the k-th alternative for the frame the first plan of that attempt was made
+  from (the executor's scene check refused the ones before): the greedy plan is candidate 0, then
+  ``samples`` sampled plans per view and the mirrored view's plans, ranked by the model's own
+  log-probability (:func:`~ivl_embodied.language.planner.plan_candidates`; decoded only when asked).
+* ``attempt`` n > 1, candidate 0: plan again after attempt n-1 missed its goal, from embeddings of an
+  image stamped at or after ``not_before`` (the scene after the motion); the request waits for them
+  up to ``fresh_image_wait_s``.
+
+A follow-up the planner cannot serve is answered with an ActionPlan without steps whose ``raw_text``
+says why; the executor owns the task's final status from the first plan on.
 """
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 
 from ivl_embodied.checkpoints.planner import resolve_checkpoint
 from ivl_embodied.nodes.base import NodeBase, run_node
 from ivl_embodied.nodes.status import StatusPublisher
-from ivl_embodied.transport.convert import msg_to_payload, plan_to_msg, stamp_to_ns
+from ivl_embodied.transport import msg_type
+from ivl_embodied.transport.convert import header, msg_to_payload, plan_to_msg, stamp_to_ns
+
+ACTION_PLAN = "ivl_embodied_msgs/msg/ActionPlan"
+KEPT_TASKS = 16  # candidate generators kept for follow-up requests (the newest tasks' attempts)
 
 
 class PlannerNode(NodeBase):
@@ -23,10 +42,14 @@ class PlannerNode(NodeBase):
         "device": "cpu",
         "max_new_tokens": 160,
         "embedding_topic": "/ivl/visual_embeddings",
+        "mirrored_embedding_topic": "/ivl/visual_embeddings_mirrored",  # "" = plan on the frame only
         "task_topic": "/ivl/task",
         "plan_topic": "/ivl/plan",
         "status_topic": "/ivl/task_status",
         "max_input_age_s": 2.0,
+        "fresh_image_wait_s": 5.0,  # how long a retry waits for an image taken after the missed attempt
+        "samples": 8,  # sampled alternative plans per view, offered when the executor asks for more
+        "max_instruction_chars": 500,
         "read_instructions": True,  # read the operator's words first: refusals, canonical task, held decoding
     }
 
@@ -37,19 +60,29 @@ class PlannerNode(NodeBase):
         from ivl_embodied.language.planner import GenerationSettings
 
         p = self.params
+        for name in ("samples", "max_instruction_chars"):
+            if isinstance(p[name], bool) or not isinstance(p[name], int) or p[name] < (0 if name == "samples" else 1):
+                raise ValueError(f"{name} must be an int >= {0 if name == 'samples' else 1}, got {p[name]!r}")
         dtype = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
         self.planner = load_language(resolve_checkpoint(p["checkpoint"], "language"), dtype=dtype, device=p["device"])
         self.settings = GenerationSettings(max_new_tokens=p["max_new_tokens"])
         self.latest = None  # (VisualEmbeddings, header of their message, monotonic receipt time)
+        self.mirrored = None  # (VisualEmbeddings, stamp ns) of the newest mirrored frame
         self.rejected = ""  # why the last dropped embeddings were dropped
-        self.plan_pub = self.node.create_publisher("ivl_embodied_msgs/msg/ActionPlan", p["plan_topic"])
+        self.tasks: collections.OrderedDict = collections.OrderedDict()  # (task_id, attempt) -> candidates
+        self.waiting: dict[str, tuple] = {}  # task_id -> (retry request, monotonic deadline)
+        self.plan_pub = self.node.create_publisher(ACTION_PLAN, p["plan_topic"])
         self.status = StatusPublisher(self.node, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["embedding_topic"],
                                       self.on_embedding, "large_latest")
+        if p["mirrored_embedding_topic"]:
+            self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["mirrored_embedding_topic"],
+                                          self.on_mirrored, "large_latest")
         self.node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"], self.on_task)
+        self.node.create_timer(0.2, self.expire_waiting)
 
-    def on_embedding(self, msg) -> None:
-        """Validate on receipt: a malformed or mismatched sample is dropped, the last good one kept."""
+    # -- embeddings ------------------------------------------------------------------------------
+    def _validated(self, msg, topic: str):
         from ivl_embodied.embeddings.payload import VisualEmbeddings
 
         try:
@@ -59,54 +92,137 @@ class PlannerNode(NodeBase):
                                  f"language model has {self.planner.hidden_size}")
         except ValueError as e:
             self.rejected = str(e)
-            self.logger.error("dropped visual embeddings on %s: %s", self.params["embedding_topic"], e)
+            self.logger.error("dropped visual embeddings on %s: %s", topic, e)
+            return None
+        return visual
+
+    def on_embedding(self, msg) -> None:
+        """Validate on receipt: a malformed or mismatched sample is dropped, the last good one kept."""
+        visual = self._validated(msg, self.params["embedding_topic"])
+        if visual is None:
             return
         self.latest = (visual, msg.header, time.monotonic())
+        stamp = stamp_to_ns(msg.header.stamp)
+        for task_id, (request, _) in list(self.waiting.items()):
+            if stamp >= stamp_to_ns(request.not_before):
+                del self.waiting[task_id]
+                self.on_task(request)
+
+    def on_mirrored(self, msg) -> None:
+        visual = self._validated(msg, self.params["mirrored_embedding_topic"])
+        if visual is not None:
+            self.mirrored = (visual, stamp_to_ns(msg.header.stamp))
+
+    def expire_waiting(self) -> None:
+        now = time.monotonic()
+        for task_id, (request, deadline) in list(self.waiting.items()):
+            if now > deadline:
+                del self.waiting[task_id]
+                self.no_plan(request, f"no image taken after attempt {request.attempt - 1} arrived within "
+                                      f"{self.params['fresh_image_wait_s']:.1f} s")
+
+    # -- tasks -----------------------------------------------------------------------------------
+    def no_plan(self, request, why: str) -> None:
+        """Answer a follow-up request that cannot be served: a plan without steps, saying why."""
+        self.logger.warning("task %s attempt %d candidate %d: %s", request.task_id, request.attempt,
+                            request.candidate, why)
+        self.plan_pub.publish(msg_type(ACTION_PLAN)(
+            header=header(time.time_ns()), task_id=request.task_id, instruction=request.instruction, raw_text=why,
+            attempt=request.attempt, candidate=request.candidate))
 
     def on_task(self, msg) -> None:
         from ivl_embodied.language.constrained import PlanRestriction
         from ivl_embodied.language.instruction import Refusal, read_instruction
+        from ivl_embodied.language.planner import build_prompt
 
         task_id, instruction = msg.task_id, msg.instruction
+        attempt, candidate = max(1, int(msg.attempt)), int(msg.candidate)
+        follow_up = attempt > 1 or candidate > 0
+
+        def refuse(message: str, reason: str) -> None:
+            if follow_up:
+                self.no_plan(msg, message)
+            else:
+                self.status(task_id, "REJECTED", message, reason=reason, attempt=attempt)
+
         if not instruction.strip():
-            self.status(task_id, "REJECTED", "empty instruction", reason="bad_instruction")
-            return
+            return refuse("empty instruction", "bad_instruction")
+        if len(instruction) > self.params["max_instruction_chars"]:
+            return refuse(f"instruction of {len(instruction)} characters; at most max_instruction_chars="
+                          f"{self.params['max_instruction_chars']} are read", "bad_instruction")
         restriction, words = None, instruction
         if self.params["read_instructions"]:
             task = read_instruction(instruction)
             if isinstance(task, Refusal):
-                self.status(task_id, "REJECTED", task.message, reason=task.reason)
-                return
+                return refuse(task.message, task.reason)
             words = task.instruction
             restriction = PlanRestriction.for_task(task.goal, task.object, task.target)
+        try:
+            build_prompt(words, 1)  # special tokens and the like, refused before any decoding
+        except ValueError as e:
+            return refuse(str(e), "bad_instruction")
+        if candidate > 0:
+            return self.next_candidate(msg, attempt, candidate)
         if self.latest is None:
             why = f"; the last were dropped: {self.rejected}" if self.rejected else ""
-            self.status(task_id, "REJECTED",
-                        f"no valid visual embeddings received on {self.params['embedding_topic']}{why}",
-                        reason="no_embeddings")
-            return
+            return refuse(f"no valid visual embeddings received on {self.params['embedding_topic']}{why}",
+                          "no_embeddings")
         visual, emb_header, received = self.latest
+        not_before = stamp_to_ns(msg.not_before)
+        if not_before and stamp_to_ns(emb_header.stamp) < not_before:
+            self.waiting[task_id] = (msg, time.monotonic() + float(self.params["fresh_image_wait_s"]))
+            return
         age = time.monotonic() - received
         if self.params["max_input_age_s"] > 0 and age > self.params["max_input_age_s"]:
-            self.status(task_id, "REJECTED", f"latest visual embeddings are {age:.1f} s old "
-                                             f"(max_input_age_s={self.params['max_input_age_s']})",
-                        reason="stale_embeddings")
-            return
-        self.status(task_id, "PLANNING", instruction)
+            return refuse(f"latest visual embeddings are {age:.1f} s old (max_input_age_s="
+                          f"{self.params['max_input_age_s']})", "stale_embeddings")
+        self.status(task_id, "PLANNING", instruction, attempt=attempt)
+        self.start_candidates(msg, attempt, visual, emb_header, words, restriction)
+
+    def start_candidates(self, msg, attempt: int, visual, emb_header, words: str, restriction) -> None:
+        from ivl_embodied.language.planner import plan_candidates
+
+        views = [(visual, False)]
+        stamp = stamp_to_ns(emb_header.stamp)
+        if self.mirrored is not None and self.mirrored[1] == stamp:
+            views.append((self.mirrored[0], True))
         t0 = time.perf_counter()
-        out = self.planner.generate(visual, words, self.settings, restriction)
-        total_ms = 1e3 * (time.perf_counter() - t0)
-        if out.plan is None:
-            self.status(task_id, "FAILED", f"unparseable plan {out.text!r}: {out.error}", reason="unparseable_plan")
+        gen = plan_candidates(self.planner, views, words, self.settings, restriction, self.params["samples"])
+        first = next(gen)
+        self.logger.info("task %s attempt %d planned in %.0f ms: %s", msg.task_id, attempt,
+                         1e3 * (time.perf_counter() - t0), first.text)
+        if first.plan is None:
+            self.status(msg.task_id, "FAILED", f"unparseable plan {first.text!r}: {first.error}",
+                        reason="unparseable_plan", attempt=attempt)
             return
+        self.tasks[(msg.task_id, attempt)] = {"gen": gen, "served": [first], "header": emb_header}
+        while len(self.tasks) > KEPT_TASKS:
+            self.tasks.popitem(last=False)
+        self.publish_plan(msg, attempt, 0, first, emb_header)
+        self.status(msg.task_id, "PLANNED", first.text, attempt=attempt)
+
+    def next_candidate(self, msg, attempt: int, candidate: int) -> None:
+        entry = self.tasks.get((msg.task_id, attempt))
+        if entry is None:
+            return self.no_plan(msg, f"no plans kept for task {msg.task_id!r} attempt {attempt} "
+                                     f"(the planner keeps the newest {KEPT_TASKS} attempts)")
+        served = entry["served"]
+        while len(served) <= candidate:
+            out = next(entry["gen"], None)
+            if out is None:
+                return self.no_plan(msg, f"no further alternative: {len(served)} distinct plans for this frame "
+                                         f"were offered (samples={self.params['samples']} per view)")
+            if out.plan is not None:
+                served.append(out)
+        self.publish_plan(msg, attempt, candidate, served[candidate], entry["header"])
+
+    def publish_plan(self, msg, attempt: int, candidate: int, out, emb_header) -> None:
         self.plan_pub.publish(plan_to_msg(
-            out.plan, task_id, instruction, out.text,
-            prefill_ms=out.timings["prefill_ms"], decode_ms=out.timings["decode_ms"],
-            generated_tokens=len(out.token_ids), stamp=time.time_ns(),
-            frame_id=emb_header.frame_id, embedding_stamp=stamp_to_ns(emb_header.stamp),
+            out.plan, msg.task_id, msg.instruction, out.text,
+            prefill_ms=out.timings.get("prefill_ms", 0.0), decode_ms=out.timings.get("decode_ms", 0.0),
+            generated_tokens=len(out.token_ids), stamp=time.time_ns(), frame_id=emb_header.frame_id,
+            embedding_stamp=stamp_to_ns(emb_header.stamp), attempt=attempt, candidate=candidate,
         ))
-        self.status(task_id, "PLANNED", out.text)
-        self.logger.info("task %s planned in %.0f ms: %s", task_id, total_ms, out.text)
 
 
 def main(args: list[str] | None = None) -> int:

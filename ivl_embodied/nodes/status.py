@@ -31,13 +31,13 @@ def reasons() -> dict[str, str]:
 
 
 class StatusPublisher:
-    """Publishes one task's progress: ``status(task_id, "REJECTED", "why", reason="busy")``."""
+    """Publishes one task's progress: ``status(task_id, "REJECTED", "why", reason="busy", attempt=1)``."""
 
     def __init__(self, node, topic: str):
         self.publisher = node.create_publisher(STATUS, topic)
         self._valid_reasons = set(reasons().values())
 
-    def __call__(self, task_id: str, state: str, message: str = "", reason: str = "") -> None:
+    def __call__(self, task_id: str, state: str, message: str = "", reason: str = "", attempt: int = 0) -> None:
         S = msg_type(STATUS)
         code = getattr(S, f"STATE_{state}", None)
         if code is None:
@@ -46,4 +46,4 @@ class StatusPublisher:
             raise ValueError(f"unknown task status reason {reason!r}; TaskStatus.msg declares "
                              f"{sorted(self._valid_reasons)}")
         self.publisher.publish(S(header=header(time.time_ns()), task_id=task_id, state=code,
-                            message=message, reason=reason))
+                            message=message, reason=reason, attempt=min(max(int(attempt), 0), 255)))

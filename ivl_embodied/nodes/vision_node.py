@@ -1,13 +1,18 @@
 """vision_node: camera image → tiles → InternViT (+ ViR) → bf16 embeddings on DDS.
 
 Runs on the camera side (edge GPU). Keeps only the latest image, encodes at most
-``rate_hz`` times per second, refuses images older than ``max_input_age_s``.
+``rate_hz`` times per second, refuses images older than ``max_input_age_s``. With ``mirrored_topic``
+set (the default) it also encodes the frame flipped left-right and publishes that, with the same
+stamp, for the planner's alternative plans (a second look at the scene; twice the encoding work:
+set it to "" on an encoder that cannot afford it).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+
+import numpy as np
 
 from ivl_embodied.checkpoints.planner import resolve_checkpoint
 from ivl_embodied.nodes.base import NodeBase, run_node
@@ -33,6 +38,7 @@ class VisionNode(NodeBase):
         "vir_absolute": 0.5,
         "image_topic": "/camera/color/image_raw",
         "embedding_topic": "/ivl/visual_embeddings",
+        "mirrored_topic": "/ivl/visual_embeddings_mirrored",  # "" = do not encode the mirrored frame
         "rate_hz": 2.0,
         "max_input_age_s": 2.0,
     }
@@ -68,6 +74,8 @@ class VisionNode(NodeBase):
         self.latest = None  # (Image msg, monotonic receipt time); only the newest is kept
         self.published = 0
         self.pub = self.node.create_publisher(EMBEDDING, p["embedding_topic"], "large_latest")
+        self.mirrored_pub = (self.node.create_publisher(EMBEDDING, p["mirrored_topic"], "large_latest")
+                             if p["mirrored_topic"] else None)
         self.node.create_subscription("sensor_msgs/msg/Image", p["image_topic"], self.on_image, "sensor_data")
         self.node.create_timer(1.0 / p["rate_hz"], self.on_timer)
 
@@ -102,10 +110,14 @@ class VisionNode(NodeBase):
             self.logger.error("dropping image on %s: %s", self.params["image_topic"], e)
             return
         t0 = time.perf_counter()
-        tiles = tile_image(rgb, TilingConfig(tile_size=self.backend.tile_size, max_tiles=self.max_tiles))
-        emb = self.backend.encode(tiles, self.policy)
-        payload = emb.to_payload(DTYPES[self.params["dtype"]])
-        self.pub.publish(payload_to_msg(payload, stamp_to_ns(msg.header.stamp), msg.header.frame_id))
+        tiling = TilingConfig(tile_size=self.backend.tile_size, max_tiles=self.max_tiles)
+        emb = self.backend.encode(tile_image(rgb, tiling), self.policy)
+        stamp = stamp_to_ns(msg.header.stamp)
+        self.pub.publish(payload_to_msg(emb.to_payload(DTYPES[self.params["dtype"]]), stamp, msg.header.frame_id))
+        if self.mirrored_pub is not None:
+            mirrored = self.backend.encode(tile_image(np.ascontiguousarray(rgb[:, ::-1]), tiling), self.policy)
+            self.mirrored_pub.publish(payload_to_msg(mirrored.to_payload(DTYPES[self.params["dtype"]]), stamp,
+                                                     msg.header.frame_id))
         self.published += 1
         self.logger.debug("encoded %dx%d into %d tokens %s in %.1f ms", rgb.shape[1], rgb.shape[0],
                           emb.num_tokens, list(emb.tokens_per_tile), 1e3 * (time.perf_counter() - t0))

@@ -287,8 +287,10 @@ def step_to_msg(step: Step) -> Any:
 
 def plan_to_msg(plan: Plan, task_id: str, instruction: str, raw_text: str, *,
                 prefill_ms: float = 0.0, decode_ms: float = 0.0, generated_tokens: int = 0,
-                stamp: Any = None, frame_id: str = "", embedding_stamp: Any = None) -> Any:
-    """An ``ActionPlan`` message for ``plan`` (timings in ms; stamps as Time or int ns)."""
+                stamp: Any = None, frame_id: str = "", embedding_stamp: Any = None, attempt: int = 1,
+                candidate: int = 0) -> Any:
+    """An ``ActionPlan`` message for ``plan`` (timings in ms; stamps as Time or int ns); ``attempt`` and
+    ``candidate`` say which ``TaskRequest`` it answers."""
     if not isinstance(plan, Plan):
         raise TypeError(f"plan must be a Plan, got {type(plan).__name__}")
     for name, v in (("prefill_ms", prefill_ms), ("decode_ms", decode_ms)):
@@ -296,6 +298,9 @@ def plan_to_msg(plan: Plan, task_id: str, instruction: str, raw_text: str, *,
             raise ValueError(f"{name} must be a number >= 0, got {v!r}")
     if isinstance(generated_tokens, bool) or not isinstance(generated_tokens, int) or not 0 <= generated_tokens < 2**32:
         raise ValueError(f"generated_tokens must be an int in 0..2**32-1, got {generated_tokens!r}")
+    for name, v in (("attempt", attempt), ("candidate", candidate)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 256:
+            raise ValueError(f"{name} must be an int in 0..255, got {v!r}")
     Header = msg_type("std_msgs/msg/Header")
     return msg_type(ACTION_PLAN)(
         header=Header(stamp=_stamp(stamp), frame_id=frame_id),
@@ -307,6 +312,8 @@ def plan_to_msg(plan: Plan, task_id: str, instruction: str, raw_text: str, *,
         prefill_ms=float(prefill_ms),
         decode_ms=float(decode_ms),
         generated_tokens=generated_tokens,
+        attempt=attempt,
+        candidate=candidate,
     )
 
 

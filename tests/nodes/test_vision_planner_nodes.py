@@ -177,6 +177,77 @@ def test_planner_node_drops_bad_embeddings_on_receipt(vision, planner, caplog):
     assert [s[1] for s in _states(planner)[1:]] == [S.STATE_PLANNING, S.STATE_PLANNED]
 
 
+def _follow_up(text, attempt, candidate, not_before=0, task_id="t1"):
+    from ivl_embodied.transport.convert import ns_to_stamp
+
+    return msg_type("ivl_embodied_msgs/msg/TaskRequest")(task_id=task_id, instruction=text, attempt=attempt,
+                                                         candidate=candidate, not_before=ns_to_stamp(not_before))
+
+
+def test_planner_node_offers_the_frames_alternatives_when_asked(vision, planner):
+    """Candidate k of a task's attempt: the greedy plan first, then sampled and mirrored-view plans, each
+    distinct, made from the same frame; past the last one an empty plan says there is no other."""
+    vision.mirrored_pub = Capture()
+    planner.params["samples"] = 2
+    text = "put the red cube in the green bowl"
+    emb = _embedding_msg(vision)
+    planner.on_embedding(emb)
+    planner.on_mirrored(vision.mirrored_pub.msgs[-1])
+    assert stamp_to_ns(vision.mirrored_pub.msgs[-1].header.stamp) == stamp_to_ns(emb.header.stamp)
+    planner.on_task(_task(text))
+    for k in range(1, 8):  # at most 1 + 2 samples + the mirrored view's 1 + 2
+        planner.on_task(_follow_up(text, 1, k))
+    plans = planner.plan_pub.msgs
+    full = [m for m in plans if len(m.steps)]
+    assert [m.candidate for m in plans] == list(range(len(plans)))
+    assert 4 <= len(full) <= 6 and len({m.raw_text for m in full}) == len(full)  # > 3: the mirrored view too
+    assert all({s.object for s in msg_to_plan(m).steps} == {"red cube"} for m in full)  # held to the task
+    assert all(m.embedding_stamp == emb.header.stamp for m in full) and all(m.attempt == 1 for m in plans)
+    assert "no further alternative" in plans[len(full)].raw_text and not plans[-1].steps
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+    assert [s[1] for s in _states(planner)] == [S.STATE_PLANNING, S.STATE_PLANNED]  # follow-ups: no status
+    planner.on_task(_follow_up(text, 1, 1, task_id="unknown"))
+    assert "no plans kept" in planner.plan_pub.msgs[-1].raw_text
+
+
+def test_planner_node_retries_from_an_image_taken_after_the_miss(vision, planner):
+    text = "put the red cube in the green bowl"
+    planner.on_embedding(_embedding_msg(vision))  # stamped 1 ns
+    planner.on_task(_follow_up(text, 2, 0, not_before=5_000))
+    assert planner.plan_pub.msgs == []  # waits for a newer frame
+    vision.on_image(image_to_msg(_rgb(3), 6_000, "cam"))
+    vision.on_timer()
+    planner.on_embedding(vision.pub.msgs[-1])
+    (plan,) = planner.plan_pub.msgs
+    assert plan.attempt == 2 and plan.candidate == 0 and stamp_to_ns(plan.embedding_stamp) == 6_000
+    assert [s.attempt for s in planner.status.publisher.msgs] == [2, 2]
+    planner.params["fresh_image_wait_s"] = 0.0
+    planner.on_task(_follow_up(text, 3, 0, not_before=9_000))
+    time.sleep(0.01)
+    planner.expire_waiting()
+    last = planner.plan_pub.msgs[-1]
+    assert not last.steps and "no image taken after attempt 2" in last.raw_text
+
+
+@pytest.mark.parametrize("instruction, expect", [
+    ("put the red cube <img> in the green bowl", "special token"),
+    ("put the red cube in the green bowl<|im_end|>", "special token"),
+    ("put the red cube in the green bowl " + "please " * 200, "at most max_instruction_chars=500"),
+])
+def test_planner_node_refuses_instructions_it_cannot_read_without_dying(vision, planner, instruction, expect):
+    """Special tokens once crashed the node (and the launcher took the graph down with it); a very long
+    instruction kept it busy for minutes. Without the instruction reader both are refused by name; with
+    it, special tokens never reach the model (it plans from the canonical words it understood)."""
+    planner.on_embedding(_embedding_msg(vision))
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+    planner.params["read_instructions"] = False
+    planner.on_task(_task(instruction))
+    ((_, state, message),) = _states(planner)
+    assert state == S.STATE_REJECTED and expect in message, message
+    assert planner.status.publisher.msgs[-1].reason == "bad_instruction"
+    assert planner.plan_pub.msgs == []
+
+
 @pytest.mark.slow
 def test_vision_and_planner_processes_plan_over_dds(loopback_dds, split_tiny, python):
     """DvD end to end: camera image → vision_node process → embeddings over DDS → planner_node

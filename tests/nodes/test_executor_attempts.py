@@ -1,0 +1,150 @@
+"""executor_node's attempts, callbacks called directly: a plan refused before moving makes it ask the
+planner for the frame's next alternative; a motion whose goal is not seen makes it plan again from a
+new frame; the task's status says which attempt, and SUCCEEDED only when the goal was seen."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from ivl_embodied.plan.schema import Plan, Step
+from ivl_embodied.robot.executor import ExecutionReport
+from ivl_embodied.transport import msg_type
+from ivl_embodied.transport.convert import plan_to_msg, stamp_to_ns
+
+S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+PLAN = Plan((Step("pick", "red cube", (400, 400, 450, 450)),
+             Step("place", "red cube", target="green bowl", target_box=(600, 300, 700, 400))))
+
+
+class Capture:
+    def __init__(self, on_publish=None):
+        self.msgs, self.on_publish = [], on_publish
+
+    def publish(self, msg):
+        self.msgs.append(msg)
+        if self.on_publish is not None:
+            self.on_publish(msg)
+
+
+class ScriptedExecutor:
+    """Executor.execute answering with the next scripted report."""
+
+    def __init__(self, reports):
+        self.reports, self.plans = list(reports), []
+
+    def execute(self, plan_text, obs):
+        self.plans.append((plan_text, obs.stamp))
+        return self.reports.pop(0)
+
+
+class FakeRobot:
+    def get_observation(self, with_images=True, stamp_ns=None):
+        return SimpleNamespace(stamp=(stamp_ns or 0) / 1e9)
+
+    def fresh_observation(self, timeout_s=3.0):
+        return SimpleNamespace(stamp=7.0)
+
+
+REFUSED = ExecutionReport(False, "check", "'red cube': what stands in its box is green")
+MISSED = ExecutionReport(False, "verify", "goal not verified: red cube not found inside the container", moved=True)
+DONE = ExecutionReport(True, "done", "", moved=True, verified=True)
+
+
+@pytest.fixture
+def executor_node(loopback_dds):
+    from ivl_embodied.nodes.executor_node import ExecutorNode
+
+    node = ExecutorNode.create({"plan_wait_s": 2.0})
+    node.robot = FakeRobot()
+    node.status.publisher = Capture()
+    yield node
+    node.shutdown()
+
+
+def _run(node, reports, answer):
+    """Run one task whose first plan is ``PLAN``; ``answer(request)`` is the planner: an ActionPlan or None."""
+    node.executor = ScriptedExecutor(reports)
+    requests = []
+
+    def planner(request):
+        requests.append(request)
+        reply = answer(request)
+        if reply is not None:
+            node.on_plan(reply)
+
+    node.task_pub = Capture(planner)
+    node.on_plan(plan_to_msg(PLAN, "t", "put the red cube in the green bowl", "", embedding_stamp=1_000_000_000))
+    node.worker.join(timeout=10)
+    assert not node.worker.is_alive() and node.busy is None
+    statuses = [(s.state, s.attempt, s.reason, s.message) for s in node.status.publisher.msgs]
+    return requests, statuses
+
+
+def _plan_for(request, stamp_ns=2_000_000_000):
+    return plan_to_msg(PLAN, request.task_id, request.instruction, "", embedding_stamp=stamp_ns,
+                       attempt=request.attempt, candidate=request.candidate)
+
+
+def test_refused_then_missed_then_done_is_succeeded_on_attempt_2(executor_node):
+    requests, statuses = _run(executor_node, [REFUSED, MISSED, DONE], _plan_for)
+    assert [(r.attempt, r.candidate) for r in requests] == [(1, 1), (2, 0)]
+    assert stamp_to_ns(requests[1].not_before) == 7_000_000_000  # plan again from a frame after the miss
+    assert statuses[-1][:3] == (S.STATE_SUCCEEDED, 2, "")
+    assert [s[:2] for s in statuses[:-1]] == [(S.STATE_EXECUTING, 1)] * 3 + [(S.STATE_EXECUTING, 2)]
+    assert "attempt 1 missed its goal" in statuses[2][3]
+    # each plan grounded in the frame it was made from
+    assert [stamp for _, stamp in executor_node.executor.plans] == [1.0, 2.0, 2.0]
+
+
+def test_no_alternative_passing_the_scene_check_is_rejected_without_motion(executor_node):
+    def planner(request):  # one alternative, then none
+        return _plan_for(request) if request.candidate == 1 else msg_type("ivl_embodied_msgs/msg/ActionPlan")(
+            task_id=request.task_id, raw_text="no further alternative: 2 distinct plans", attempt=request.attempt,
+            candidate=request.candidate)
+
+    requests, statuses = _run(executor_node, [REFUSED, REFUSED], planner)
+    assert [(r.attempt, r.candidate) for r in requests] == [(1, 1), (1, 2)]
+    state, attempt, reason, message = statuses[-1]
+    assert (state, attempt, reason) == (S.STATE_REJECTED, 1, "scene_mismatch")
+    assert "what stands in its box is green" in message and "no other plan: no further alternative" in message
+
+
+def test_goal_missed_on_every_attempt_is_failed_with_the_evidence(executor_node):
+    requests, statuses = _run(executor_node, [MISSED, MISSED, MISSED], _plan_for)
+    assert [(r.attempt, r.candidate) for r in requests] == [(2, 0), (3, 0)]
+    state, attempt, reason, message = statuses[-1]
+    assert (state, attempt, reason) == (S.STATE_FAILED, 3, "not_verified") and "not found inside" in message
+    assert not any(s[0] == S.STATE_SUCCEEDED for s in statuses)
+
+
+def test_a_silent_planner_ends_the_task_after_plan_wait_s(executor_node):
+    executor_node.params["plan_wait_s"] = 0.2
+    requests, statuses = _run(executor_node, [REFUSED], lambda request: None)
+    assert len(requests) == 1 and statuses[-1][:3] == (S.STATE_REJECTED, 1, "scene_mismatch")
+    assert "no answer from the planner" in statuses[-1][3]
+
+
+def test_plans_of_other_tasks_are_refused_while_busy_and_stray_follow_ups_ignored(executor_node):
+    import threading
+
+    gate = threading.Event()
+
+    class Slow(ScriptedExecutor):
+        def execute(self, plan_text, obs):
+            gate.wait(5)
+            return super().execute(plan_text, obs)
+
+    executor_node.executor = Slow([DONE])
+    executor_node.task_pub = Capture()
+    executor_node.on_plan(plan_to_msg(PLAN, "t", "x", "", embedding_stamp=1))
+    executor_node.on_plan(plan_to_msg(PLAN, "other", "x", ""))
+    executor_node.on_plan(plan_to_msg(PLAN, "t", "x", "", attempt=1, candidate=3))  # nobody asked for it
+    gate.set()
+    executor_node.worker.join(timeout=10)
+    msgs = executor_node.status.publisher.msgs
+    assert [(m.task_id, m.state, m.reason) for m in msgs if m.task_id == "other"] == [("other", S.STATE_REJECTED,
+                                                                                        "busy")]
+    assert msgs[-1].task_id == "t" and msgs[-1].state == S.STATE_SUCCEEDED
+    assert len(executor_node.executor.plans) == 1
