@@ -230,7 +230,7 @@ class RolloutSource:
         else:
             if not path.is_file():
                 raise RuntimeError(f"step {step} reuses the rollout of step {start} but {path} is missing")
-            ro = Rollout(**torch.load(path, weights_only=False))
+            ro = Rollout(**torch.load(path, weights_only=True))
         idx = ro.indices
         return {"pixel_values": self.data.pixel_values(idx), "instructions": [self.data.examples[i].instruction
                                                                                for i in idx], "rollout": ro}

@@ -235,20 +235,25 @@ class Trainer:
 
             opts = StateDictOptions(full_state_dict=True, strict=False)
             set_model_state_dict(self.model, load_file(str(path / "model.safetensors")), options=opts)
-            set_optimizer_state_dict(self.model, self.optimizer, torch.load(path / "optimizer.pt", weights_only=False),
+            set_optimizer_state_dict(self.model, self.optimizer, torch.load(path / "optimizer.pt", weights_only=True),
                                      options=StateDictOptions(full_state_dict=True))
         else:
             load_model(self.acc.unwrap_model(self.model), str(path / "model.safetensors"), device=str(self.acc.device))
             self.optimizer.load_state_dict(
                 torch.load(path / "optimizer.pt", map_location=self.acc.device, weights_only=True))
-        self._set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+        self._set_rng_state(torch.load(path / "rng.pt", weights_only=True))
         self.step = int(json.loads((path / "state.json").read_text())["step"])
         self.rows = [r for r in self._read_rows() if r["step"] <= self.step]  # rows after the checkpoint are redone
         logger.info("resumed from %s at step %d", path, self.step)
 
     @staticmethod
     def _rng_state() -> dict:
-        state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        """Every generator's state as tensors, ints and tuples only, so a resume loads it with
+        ``torch.load(weights_only=True)`` (no pickled code from a checkpoint directory is ever run)."""
+        kind, key, pos, has_gauss, gauss = np.random.get_state()
+        state = {"python": random.getstate(), "numpy": (kind, torch.from_numpy(key.astype(np.int64)), int(pos),
+                                                        int(has_gauss), float(gauss)),
+                 "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -256,7 +261,8 @@ class Trainer:
     @staticmethod
     def _set_rng_state(state: dict) -> None:
         random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
+        kind, key, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
