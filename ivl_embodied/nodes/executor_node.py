@@ -87,12 +87,11 @@ class ExecutorNode(NodeBase):
 
         try:
             q = self.robot.get_observation(with_images=False).joint_state.position
-        except Exception as e:  # no joint state yet: nothing is moving that we commanded
+            hold = JointTrajectory(self.robot.arm_joint_names,
+                                   (JointTrajectoryPoint(tuple(q), (0.0,) * len(q), 0.0),))
+            self.robot.pub_traj.publish(trajectory_to_msg(hold))
+        except Exception as e:  # no (usable) joint state yet: nothing is moving that we commanded
             self.logger.warning("cannot command hold: %s", e)
-            return
-        hold = JointTrajectory(self.robot.arm_joint_names,
-                               (JointTrajectoryPoint(tuple(q), (0.0,) * len(q), 0.0),))
-        self.robot.pub_traj.publish(trajectory_to_msg(hold))
 
     def on_plan(self, msg) -> None:
         task_id = msg.task_id
@@ -197,6 +196,11 @@ class ExecutorNode(NodeBase):
                 return
         except RobotUnavailable as e:
             self.status(task_id, "FAILED", str(e), reason="robot_unavailable", attempt=attempt)
+        except Exception as e:  # a bug or an input nobody foresaw: the task still ends with a status
+            self.logger.exception("task %s: execution raised", task_id)
+            self.hold_position()
+            self.status(task_id, "FAILED", f"execution raised {type(e).__name__}: {e}", reason="execution",
+                        attempt=attempt)
         finally:
             self.busy = None
 

@@ -50,6 +50,9 @@ class PlannerNode(NodeBase):
         "fresh_image_wait_s": 5.0,  # how long a retry waits for an image taken after the missed attempt
         "samples": 8,  # sampled alternative plans per view, offered when the executor asks for more
         "max_instruction_chars": 500,
+        # embeddings from another encoder are dropped: "auto" = the encoder of the checkpoint's own vision
+        # side (when it has one), "" = accept any, else this exact encoder_id
+        "encoder_id": "auto",
         "read_instructions": True,  # read the operator's words first: refusals, canonical task, held decoding
     }
 
@@ -66,6 +69,7 @@ class PlannerNode(NodeBase):
         dtype = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
         self.planner = load_language(resolve_checkpoint(p["checkpoint"], "language"), dtype=dtype, device=p["device"])
         self.settings = GenerationSettings(max_new_tokens=p["max_new_tokens"])
+        self.encoder_id = expected_encoder_id(p["encoder_id"], p["checkpoint"])
         self.latest = None  # (VisualEmbeddings, header of their message, monotonic receipt time)
         self.mirrored = None  # (VisualEmbeddings, stamp ns) of the newest mirrored frame
         self.rejected = ""  # why the last dropped embeddings were dropped
@@ -83,6 +87,8 @@ class PlannerNode(NodeBase):
 
     # -- embeddings ------------------------------------------------------------------------------
     def _validated(self, msg, topic: str):
+        import torch
+
         from ivl_embodied.embeddings.payload import VisualEmbeddings
 
         try:
@@ -90,6 +96,11 @@ class PlannerNode(NodeBase):
             if visual.hidden_size != self.planner.hidden_size:
                 raise ValueError(f"embeddings have hidden size {visual.hidden_size} but this planner's "
                                  f"language model has {self.planner.hidden_size}")
+            if self.encoder_id and visual.encoder_id != self.encoder_id:
+                raise ValueError(f"embeddings come from encoder {visual.encoder_id!r}; this planner was trained "
+                                 f"on {self.encoder_id!r} (parameter encoder_id)")
+            if not bool(torch.isfinite(visual.embeddings).all()):
+                raise ValueError("embeddings hold non-finite values (NaN or inf)")
         except ValueError as e:
             self.rejected = str(e)
             self.logger.error("dropped visual embeddings on %s: %s", topic, e)
@@ -223,6 +234,20 @@ class PlannerNode(NodeBase):
             generated_tokens=len(out.token_ids), stamp=time.time_ns(), frame_id=emb_header.frame_id,
             embedding_stamp=stamp_to_ns(emb_header.stamp), attempt=attempt, candidate=candidate,
         ))
+
+
+def expected_encoder_id(value: str, checkpoint: str) -> str:
+    """The ``encoder_id`` embeddings must carry: ``value``, or for ``auto`` the one recorded by the
+    checkpoint's split vision side (``vision_config.json``), or "" (any) when it records none."""
+    import json
+
+    if value != "auto":
+        return value
+    try:
+        meta = resolve_checkpoint(checkpoint, "vision") / "vision_config.json"
+    except FileNotFoundError:
+        return ""
+    return str(json.loads(meta.read_text()).get("encoder_id", "")) if meta.is_file() else ""
 
 
 def main(args: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ with a wall-clock bound, so a dead robot ends a skill with a reason instead of a
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from ivl_embodied.transport.convert import (
     trajectory_to_msg,
     transform_to_matrix,
 )
+
+LOG = logging.getLogger(__name__)
 
 
 class RobotUnavailable(RuntimeError):
@@ -108,20 +111,40 @@ class TopicRobot(Robot):
     def _on_depth(self, msg) -> None:
         self._keep(self._depth, msg)
 
+    # Every callback is a boundary: a message that cannot be used is logged and dropped (the last good
+    # state is kept), never raised into the spinning thread.
     def _on_info(self, msg) -> None:
+        try:
+            msg_to_camera_info(msg, np.eye(4))  # the intrinsics must make sense on their own
+        except MessageError as e:
+            LOG.error("dropped camera info on %s: %s", self.cfg.topic("camera_info"), e)
+            return
         with self._cv:
             self._info = msg
 
     def _on_tf(self, msg) -> None:
-        with self._cv:
-            for t in msg.transforms:
-                if t.header.frame_id == self.cfg.base_frame:
-                    self._t_base_camera[t.child_frame_id] = transform_to_matrix(t.transform)
+        for t in msg.transforms:
+            if t.header.frame_id != self.cfg.base_frame:
+                continue
+            try:
+                m = transform_to_matrix(t.transform)
+            except MessageError as e:
+                LOG.error("dropped transform %s -> %s on %s: %s", t.header.frame_id, t.child_frame_id,
+                          self.cfg.topic("tf_static"), e)
+                continue
+            with self._cv:
+                self._t_base_camera[t.child_frame_id] = m
 
     def _on_joints(self, msg) -> None:
+        pos, vel = np.asarray(msg.position, float), np.asarray(msg.velocity, float)
+        if len(pos) != len(msg.name) or len(vel) not in (0, len(msg.name)) or not (
+                np.all(np.isfinite(pos)) and np.all(np.isfinite(vel))):
+            LOG.error("dropped joint state on %s: %d names, positions %s, velocities %s (all must be finite, "
+                      "one per name)", self.cfg.topic("joint_states"), len(msg.name), pos.tolist(), vel.tolist())
+            return
         with self._cv:
-            vel = list(msg.velocity) or [0.0] * len(msg.name)
-            for name, q, v in zip(msg.name, msg.position, vel, strict=False):
+            vel = vel if len(vel) else np.zeros(len(pos))
+            for name, q, v in zip(msg.name, pos, vel, strict=True):
                 self._joints[name] = (float(q), float(v))
             self._robot_ns = stamp_to_ns(msg.header.stamp)
             self._cv.notify_all()

@@ -59,8 +59,8 @@ class CameraInfo:
         if not (isinstance(self.height, int) and self.height > 0):
             raise ValueError(f"height must be a positive int, got {self.height!r}")
         k = np.asarray(self.k, dtype=float)
-        if k.shape != (3, 3) or k[0, 0] <= 0 or k[1, 1] <= 0:
-            raise ValueError(f"k must be a 3x3 intrinsic matrix with fx, fy > 0, got {k.tolist()}")
+        if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+            raise ValueError(f"k must be a finite 3x3 intrinsic matrix with fx, fy > 0, got {k.tolist()}")
         t = np.asarray(self.t_base_camera, dtype=float)
         if t.shape != (4, 4) or not np.allclose(t[3], [0, 0, 0, 1]):
             raise ValueError(f"t_base_camera must be a 4x4 homogeneous transform, got {t.tolist()}")

@@ -165,6 +165,9 @@ def transform_to_matrix(tf: Any) -> np.ndarray:
     n = np.linalg.norm(q)
     if not np.isfinite(n) or n < 1e-9:
         raise MessageError(f"transform rotation quaternion {q.tolist()} is not a rotation")
+    t = np.array([tf.translation.x, tf.translation.y, tf.translation.z], dtype=float)
+    if not np.all(np.isfinite(q)) or not np.all(np.isfinite(t)):
+        raise MessageError(f"transform has non-finite values: rotation {q.tolist()}, translation {t.tolist()}")
     w, x, y, z = q / n
     m = np.eye(4)
     m[:3, :3] = [
@@ -172,7 +175,7 @@ def transform_to_matrix(tf: Any) -> np.ndarray:
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
         [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
     ]
-    m[:3, 3] = [tf.translation.x, tf.translation.y, tf.translation.z]
+    m[:3, 3] = t
     return m
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import subprocess
 import time
 
@@ -175,6 +177,31 @@ def test_planner_node_drops_bad_embeddings_on_receipt(vision, planner, caplog):
     planner.on_embedding(truncated)  # and a bad one does not replace it
     planner.on_task(_task("put the red cube in the green bowl", "b"))
     assert [s[1] for s in _states(planner)[1:]] == [S.STATE_PLANNING, S.STATE_PLANNED]
+
+
+def test_planner_node_drops_non_finite_and_foreign_embeddings(vision, planner, caplog):
+    import torch
+
+    from ivl_embodied.embeddings.payload import VisualEmbeddings
+    from ivl_embodied.nodes.planner_node import expected_encoder_id
+    from ivl_embodied.transport.convert import payload_to_msg
+
+    good = VisualEmbeddings.from_payload(msg_to_payload(_embedding_msg(vision)))
+    for bad_value in (math.nan, math.inf):
+        e = good.embeddings.clone().float()
+        e[0, 0] = bad_value
+        bad = dataclasses.replace(good, embeddings=e)
+        planner.on_embedding(payload_to_msg(bad.to_payload("fp32"), 1, ""))
+        assert planner.latest is None
+    assert caplog.text.count("non-finite values") == 2
+    planner.encoder_id = "ivl_default_planner"
+    planner.on_embedding(_embedding_msg(vision))
+    assert planner.latest is None and f"come from encoder {good.encoder_id!r}" in caplog.text
+    planner.encoder_id = good.encoder_id
+    planner.on_embedding(_embedding_msg(vision))
+    assert planner.latest is not None and torch.isfinite(planner.latest[0].embeddings).all()
+    assert expected_encoder_id("auto", "default") == "ivl_default_planner"  # the shipped pair
+    assert expected_encoder_id("", "default") == "" and expected_encoder_id("x", "default") == "x"
 
 
 def _follow_up(text, attempt, candidate, not_before=0, task_id="t1"):

@@ -1,0 +1,78 @@
+"""Every callback is a boundary: messages that cannot be used are logged and dropped, the last good
+state is kept, and the node (and its e-stop) keeps working. Callbacks called directly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ivl_embodied.transport import msg_type
+from ivl_embodied.transport.convert import matrix_to_transform_stamped, ns_to_stamp
+
+
+@pytest.fixture
+def executor_node(loopback_dds):
+    from ivl_embodied.nodes.executor_node import ExecutorNode
+
+    node = ExecutorNode.create({})
+    yield node
+    node.shutdown()
+
+
+def _joints(node, positions, velocities=(), stamp_ns=1_000):
+    names = list(node.robot.arm_joint_names)
+    return msg_type("sensor_msgs/msg/JointState")(
+        header=msg_type("std_msgs/msg/Header")(stamp=ns_to_stamp(stamp_ns)), name=names,
+        position=list(positions), velocity=list(velocities))
+
+
+def test_non_finite_or_ragged_joint_states_are_dropped_and_the_estop_still_holds(executor_node, caplog):
+    robot = executor_node.robot
+    n = len(robot.arm_joint_names)
+    robot._on_joints(_joints(executor_node, [0.1] * n))
+    good = robot.get_observation(with_images=False).joint_state.position.copy()
+    for bad in ([math.nan] * n, [0.2] * (n - 1), [math.inf] + [0.2] * (n - 1)):
+        robot._on_joints(_joints(executor_node, bad, stamp_ns=2_000))
+    robot._on_joints(_joints(executor_node, [0.2] * n, [math.nan] * n, stamp_ns=3_000))
+    assert caplog.text.count("dropped joint state") == 4
+    np.testing.assert_array_equal(robot.get_observation(with_images=False).joint_state.position, good)
+    sent = []
+    robot.pub_traj.publish = sent.append
+    executor_node.on_estop(msg_type("std_msgs/msg/Bool")(data=True))  # once crashed here on NaN joints
+    assert executor_node.gate.estopped and len(sent) == 1  # a hold at the last good position
+    assert list(sent[0].points[0].positions) == pytest.approx(list(good))
+
+
+def test_degenerate_transforms_are_dropped(executor_node, caplog):
+    robot = executor_node.robot
+    good = np.eye(4)
+    good[:3, 3] = [0.1, 0.2, 0.9]
+    tf = msg_type("tf2_msgs/msg/TFMessage")
+    robot._on_tf(tf(transforms=[matrix_to_transform_stamped(good, "base_link", "cam", 0)]))
+    zero = matrix_to_transform_stamped(good, "base_link", "cam", 0)
+    zero.transform.rotation.w = zero.transform.rotation.x = zero.transform.rotation.y = 0.0
+    zero.transform.rotation.z = 0.0
+    nan = matrix_to_transform_stamped(good, "base_link", "cam", 0)
+    nan.transform.translation.x = math.nan
+    robot._on_tf(tf(transforms=[zero, nan]))
+    assert caplog.text.count("dropped transform base_link -> cam") == 2
+    np.testing.assert_allclose(robot._t_base_camera["cam"], good)
+
+
+@pytest.mark.parametrize("field, value, expect", [
+    ("k", [0.0] * 9, "fx, fy > 0"),
+    ("k", [500.0, 0, 320, 0, 500.0, 240, 0, 0, math.nan], "finite 3x3"),
+    ("k", [500.0, 0, 320], "bad camera_info"),
+    ("width", 0, "width must be a positive int"),
+])
+def test_inconsistent_camera_info_is_dropped(executor_node, caplog, field, value, expect):
+    robot = executor_node.robot
+    info = msg_type("sensor_msgs/msg/CameraInfo")
+    good = info(width=640, height=480, k=[500.0, 0, 320, 0, 500.0, 240, 0, 0, 1], distortion_model="plumb_bob")
+    robot._on_info(good)
+    bad = info(width=640, height=480, k=[500.0, 0, 320, 0, 500.0, 240, 0, 0, 1], distortion_model="plumb_bob")
+    setattr(bad, field, value)
+    robot._on_info(bad)
+    assert robot._info is good and "dropped camera info" in caplog.text and expect in caplog.text
