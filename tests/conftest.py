@@ -19,6 +19,13 @@ REPO = Path(__file__).resolve().parent.parent
 DDS_DOMAIN_ID = random.SystemRandom().randint(100, 200)
 
 
+@pytest.fixture(autouse=True)
+def _own_ros_home(tmp_path_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own ROS_HOME: an e-stop one test latches (the latch outlives the executor, in
+    $ROS_HOME/ivl_embodied/estop_latched) never stops another test's executor."""
+    monkeypatch.setenv("ROS_HOME", str(tmp_path_factory.mktemp("ros_home")))
+
+
 @pytest.fixture
 def loopback_dds(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Loopback-only Cyclone DDS on this run's domain; returns an env for child processes."""

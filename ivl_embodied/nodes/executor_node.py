@@ -10,7 +10,9 @@ and the executor asks the planner for the frame's next alternative (``TaskReques
 motion whose goal a fresh frame does not show is retried with a plan made from a new frame
 (``TaskRequest.attempt``), up to ``max_attempts``. SUCCEEDED means the goal was seen reached.
 ``/ivl/estop`` (std_msgs/Bool) true latches the e-stop: the arm holds where it is and every
-further trajectory is refused until ``/ivl/estop`` false resets it.
+further trajectory and gripper command is refused until ``/ivl/estop`` false resets it. The latch
+survives the process (``estop_latch_file``): an executor restarted while e-stopped starts e-stopped.
+``/ivl/estop_state`` (transient local, so late joiners get it) says whether it is latched.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 
 from ivl_embodied.nodes.base import NodeBase, run_node
 from ivl_embodied.nodes.status import StatusPublisher
-from ivl_embodied.transport import msg_type
+from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import header, ns_to_stamp, s_to_ns, stamp_to_ns, trajectory_to_msg
 
 
@@ -32,6 +34,10 @@ class ExecutorNode(NodeBase):
         "plan_topic": "/ivl/plan",
         "status_topic": "/ivl/task_status",
         "estop_topic": "/ivl/estop",
+        "estop_state_topic": "/ivl/estop_state",
+        # where the latch outlives the process: "auto" = $ROS_HOME (or ~/.ros)/ivl_embodied/estop_latched,
+        # "" = in memory only (a restart forgets it)
+        "estop_latch_file": "auto",
         "rgb_topic": "/camera/color/image_raw",
         "depth_topic": "/camera/depth/image_raw",
         "camera_info_topic": "/camera/color/camera_info",
@@ -58,7 +64,8 @@ class ExecutorNode(NodeBase):
 
         p = self.params
         self.gate = SafetyGate(SafetyLimits(allowed_actions=tuple(p["allowed_actions"]),
-                                            max_data_age_s=float(p["max_plan_age_s"])))
+                                            max_data_age_s=float(p["max_plan_age_s"])),
+                               latch_file=estop_latch_file(p["estop_latch_file"]))
         topics = tuple((key, p[f"{key}_topic"]) for key in
                        ("rgb", "depth", "camera_info", "joint_states", "tf_static", "trajectory", "gripper"))
         self.robot = TopicRobot(self.node, TopicRobotConfig(arm=ARM, base_frame=p["base_frame"], topics=topics))
@@ -72,15 +79,27 @@ class ExecutorNode(NodeBase):
         self.status = StatusPublisher(self.node, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/ActionPlan", p["plan_topic"], self.on_plan)
         self.node.create_subscription("std_msgs/msg/Bool", p["estop_topic"], self.on_estop)
+        self.estop_state = self.node.create_publisher("std_msgs/msg/Bool", p["estop_state_topic"],
+                                                      QosProfile("reliable", 1, "transient_local"))
+        self.publish_estop_state()
+        if self.gate.estopped:
+            self.logger.error("E-STOP still latched: %s; every motion is refused until %s false",
+                              self.gate.estop_reasons()[0], p["estop_topic"])
+
+    def publish_estop_state(self) -> None:
+        self.estop_state.publish(msg_type("std_msgs/msg/Bool")(data=self.gate.estopped))
 
     def on_estop(self, msg) -> None:
-        if msg.data and not self.gate.estopped:
-            self.gate.engage_estop(f"e-stop on {self.params['estop_topic']}")
+        if msg.data:
+            first = not self.gate.estopped
+            self.gate.engage_estop(f"e-stop on {self.params['estop_topic']}")  # (re)written to the latch file
             self.hold_position()
-            self.logger.warning("E-STOP engaged: holding position, refusing every motion")
-        elif not msg.data and self.gate.estopped:
+            if first:
+                self.logger.warning("E-STOP engaged: holding position, refusing every motion")
+        elif self.gate.estopped:
             self.gate.reset_estop()
             self.logger.info("e-stop reset")
+        self.publish_estop_state()
 
     def hold_position(self) -> None:
         from ivl_embodied.robot.interface import JointTrajectory, JointTrajectoryPoint
@@ -206,8 +225,20 @@ class ExecutorNode(NodeBase):
 
     def close(self) -> None:
         if self.worker is not None and self.worker.is_alive():
-            self.gate.engage_estop("executor shutting down")
+            self.gate.engage_estop("executor shutting down", persist=False)  # not an operator's e-stop
             self.worker.join(timeout=5.0)
+
+
+def estop_latch_file(value: str):
+    """The e-stop latch file for the ``estop_latch_file`` parameter (None: in memory only)."""
+    import os
+    from pathlib import Path
+
+    if not value:
+        return None
+    if value == "auto":
+        return Path(os.environ.get("ROS_HOME") or "~/.ros").expanduser() / "ivl_embodied" / "estop_latched"
+    return Path(value).expanduser()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 Checks, each giving a reason that names the offending value:
 
-* e-stop: a latch; once engaged every check fails until :meth:`SafetyGate.reset_estop` is called;
+* e-stop: a latch; once engaged every check fails until :meth:`SafetyGate.reset_estop` is called.
+  With a ``latch_file`` the latch survives the process: engaging writes the file, resetting removes
+  it, and a gate made while the file exists starts engaged (a restarted executor is still stopped);
 * action whitelist: plan steps whose action is not allowed;
 * staleness: a plan made from sensor data older than ``max_data_age_s``;
 * workspace bounds: grounded targets (base frame, metres) outside the allowed box.
@@ -15,8 +17,11 @@ that check or the e-stop here says no.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -62,21 +67,37 @@ def _verdict(reasons: list[str]) -> Verdict:
 
 
 class SafetyGate:
-    def __init__(self, limits: SafetyLimits | None = None):
+    def __init__(self, limits: SafetyLimits | None = None, latch_file: str | Path | None = None):
         self.limits = limits or SafetyLimits()
         self._lock = threading.Lock()
         self._estop_reason: str | None = None
+        self.latch_file = Path(latch_file) if latch_file else None
+        if self.latch_file is not None and self.latch_file.exists():
+            try:
+                saved = self.latch_file.read_text(encoding="utf-8").strip() or "no reason recorded"
+            except OSError as e:  # unreadable: still latched (the file's presence is the latch)
+                saved = f"latch file unreadable: {e}"
+            self._estop_reason = f"{saved}; latched before this process started ({self.latch_file})"
+            log.warning("e-stop still latched from before: %s", self._estop_reason)
 
     # -- e-stop latch -------------------------------------------------------------------
-    def engage_estop(self, reason: str = "e-stop pressed") -> None:
+    def engage_estop(self, reason: str = "e-stop pressed", persist: bool = True) -> None:
+        """Latch the e-stop; ``persist`` (with a latch file) keeps it latched across restarts."""
         with self._lock:
             if self._estop_reason is None:
                 log.warning("e-stop engaged: %s", reason)
                 self._estop_reason = reason
+            if persist and self.latch_file is not None:
+                self.latch_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.latch_file.with_suffix(".tmp")
+                tmp.write_text(f"{reason} (at {time.strftime('%Y-%m-%d %H:%M:%S %Z')})\n", encoding="utf-8")
+                os.replace(tmp, self.latch_file)
 
     def reset_estop(self) -> None:
         with self._lock:
             self._estop_reason = None
+            if self.latch_file is not None:
+                self.latch_file.unlink(missing_ok=True)
 
     @property
     def estopped(self) -> bool:

@@ -77,9 +77,12 @@ class Executor:
         self.robot = robot
         self.gate = gate or SafetyGate()
         self.limits = limits or robot.arm.trajectory_limits()
-        self.skills = skills or Skills(robot, check_trajectory=self._check_traj)
+        self.skills = skills or Skills(robot, check_trajectory=self._check_traj, check_gripper=self._check_gripper)
         self.grounding = grounding or GroundingConfig()
         self.cfg = config or ExecutorConfig()
+
+    def _check_gripper(self) -> str | None:
+        return "; ".join(self.gate.estop_reasons()) or None
 
     def _check_traj(self, traj) -> str | None:
         reasons = self.gate.estop_reasons() + trajectory_violations(traj, self.limits)

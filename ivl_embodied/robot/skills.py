@@ -62,11 +62,13 @@ class Held:
 class Skills:
     def __init__(self, robot: Robot, kinematics: ArmKinematics | None = None,
                  config: SkillConfig | None = None,
-                 check_trajectory: Callable[[JointTrajectory], str | None] | None = None):
+                 check_trajectory: Callable[[JointTrajectory], str | None] | None = None,
+                 check_gripper: Callable[[], str | None] | None = None):
         self.robot = robot
         self.kin = kinematics or ArmKinematics(robot.arm)
         self.cfg = config or SkillConfig()
-        self.check_trajectory = check_trajectory
+        self.check_trajectory = check_trajectory  # why a trajectory may not be sent, or None
+        self.check_gripper = check_gripper  # why the gripper may not be commanded now, or None
 
     # -- motion primitives --------------------------------------------------------------
     def _q(self) -> np.ndarray:
@@ -119,6 +121,10 @@ class Skills:
         self._send(qs, times, what)
 
     def gripper(self, width: float) -> float:
+        if self.check_gripper is not None:
+            why = self.check_gripper()
+            if why:
+                raise SkillFailure(f"gripper to {width:.3f} m refused by safety gate: {why}")
         return self.robot.send_gripper(GripperCommand(position=width)).error
 
     def home(self) -> None:

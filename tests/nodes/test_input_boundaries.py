@@ -76,3 +76,34 @@ def test_inconsistent_camera_info_is_dropped(executor_node, caplog, field, value
     setattr(bad, field, value)
     robot._on_info(bad)
     assert robot._info is good and "dropped camera info" in caplog.text and expect in caplog.text
+
+
+def test_a_restarted_executor_is_still_estopped_until_reset(loopback_dds):
+    import os
+    from pathlib import Path
+
+    from ivl_embodied.nodes.executor_node import ExecutorNode, estop_latch_file
+
+    assert estop_latch_file("auto") == Path(os.environ["ROS_HOME"]) / "ivl_embodied" / "estop_latched"
+    assert estop_latch_file("") is None
+    Bool = msg_type("std_msgs/msg/Bool")
+    first = ExecutorNode.create({})
+    try:
+        assert not first.gate.estopped
+        first.on_estop(Bool(data=True))
+    finally:
+        first.shutdown()  # killed or stopped while e-stopped, never reset
+    second = ExecutorNode.create({})
+    try:
+        states = []
+        second.estop_state.publish = states.append
+        assert second.gate.estopped and "before this process started" in second.gate.estop_reasons()[0]
+        second.on_estop(Bool(data=False))
+        assert not second.gate.estopped and states[-1].data is False
+    finally:
+        second.shutdown()
+    third = ExecutorNode.create({})
+    try:
+        assert not third.gate.estopped
+    finally:
+        third.shutdown()

@@ -55,3 +55,19 @@ def test_estop_latches_until_reset():
 def test_limits_validation_quotes_value(kw, needle):
     with pytest.raises(ValueError, match=needle):
         SafetyLimits(**kw)
+
+
+def test_estop_latch_outlives_the_gate_through_its_file(tmp_path):
+    latch = tmp_path / "state" / "estop_latched"
+    gate = SafetyGate(latch_file=latch)
+    assert not gate.estopped and not latch.exists()
+    gate.engage_estop("operator pressed it")
+    assert latch.exists() and "operator pressed it" in latch.read_text()
+    restarted = SafetyGate(latch_file=latch)  # a new process, never reset
+    assert restarted.estopped
+    assert "operator pressed it" in restarted.estop_reasons()[0] and "before this process started" in \
+        restarted.estop_reasons()[0]
+    restarted.reset_estop()
+    assert not latch.exists() and not SafetyGate(latch_file=latch).estopped
+    SafetyGate(latch_file=latch).engage_estop("shutting down", persist=False)  # an internal stop: not kept
+    assert not latch.exists() and not SafetyGate(latch_file=latch).estopped
