@@ -7,6 +7,11 @@ optical frame) and ``/clock`` (simulated time). Accepts
 ``trajectory_msgs/JointTrajectory`` on ``/arm_controller/joint_trajectory`` and a
 ``std_msgs/Float64MultiArray`` ``[opening_m]`` on ``/gripper_controller/commands``.
 
+The controllers enforce their own limits, whoever commands them, as ``ros2_control`` controllers
+with joint limits do: trajectories beyond the arm's joint range, speed or acceleration are refused,
+and while ``/ivl/estop`` (or the executor's latched ``/ivl/estop_state``) says e-stopped the arm
+holds where it is and every arm and gripper command is refused until ``/ivl/estop`` false.
+
 Physics runs in (scaled) real time on a timer; the scene comes from a task record (a split or
 a user's JSONL file) and the task's success predicate is logged and published on
 ``/ivl/sim/goal_reached`` (std_msgs/Bool) so a demo can tell whether the robot did it.
@@ -47,6 +52,8 @@ class SimNode(NodeBase):
         "realtime_factor": 1.0,
         "max_steps_per_tick": 200,
         "base_frame": "base_link",
+        "estop_topic": "/ivl/estop",
+        "estop_state_topic": "/ivl/estop_state",
     }
 
     def setup(self) -> None:
@@ -80,6 +87,10 @@ class SimNode(NodeBase):
         n.create_subscription("trajectory_msgs/msg/JointTrajectory", "/arm_controller/joint_trajectory",
                               self.on_trajectory)
         n.create_subscription("std_msgs/msg/Float64MultiArray", "/gripper_controller/commands", self.on_gripper)
+        n.create_subscription("std_msgs/msg/Bool", p["estop_topic"], lambda m: self.on_estop(m, p["estop_topic"]))
+        n.create_subscription("std_msgs/msg/Bool", p["estop_state_topic"],
+                              lambda m: self.on_estop(m, p["estop_state_topic"], reset=False),
+                              QosProfile("reliable", 1, "transient_local"))
 
         self.world.settle()  # before anyone looks
         self.publish_static()
@@ -147,6 +158,16 @@ class SimNode(NodeBase):
         refused = self.controller.command(traj)
         if refused:
             self.logger.error("rejected trajectory: %s", refused)
+
+    def on_estop(self, msg, topic: str, reset: bool = True) -> None:
+        """True: hold and refuse everything; false on the e-stop topic itself: accept commands again
+        (the executor's state topic only ever stops the controller)."""
+        if msg.data and self.controller.stopped is None:
+            self.controller.estop(f"e-stop on {topic}")
+            self.logger.warning("controllers e-stopped (%s): holding, refusing every command", topic)
+        elif not msg.data and reset and self.controller.stopped is not None:
+            self.controller.release()
+            self.logger.info("controllers released (%s false)", topic)
 
     def on_gripper(self, msg) -> None:
         try:

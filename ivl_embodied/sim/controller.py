@@ -5,28 +5,51 @@
 the arm's position actuators; after the last point it holds the goal. A new trajectory
 replaces the active one. It is driven by whoever steps the physics: :class:`SimRobot`
 (blocking, for episodes) or ``sim_node`` (in real time, from ROS topics).
+
+Like a ``ros2_control`` controller configured with joint limits, it enforces its own limits,
+whoever sent the trajectory: joint range from the arm's description, speed and acceleration
+(:data:`CONTROLLER_LIMITS`, the hardware's, above the executor's own planning limits), and while
+e-stopped (:meth:`JointTrajectoryController.estop`) it holds where it is and refuses every arm
+and gripper command until :meth:`~JointTrajectoryController.release`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ivl_embodied.robot.interface import JointTrajectory
-from ivl_embodied.sim.world import ARM_JOINTS, SimWorld
+from ivl_embodied.robot.interface import JointTrajectory, JointTrajectoryPoint
+from ivl_embodied.robot.trajectory import TrajectoryLimits, trajectory_violations
+from ivl_embodied.sim.world import ARM, ARM_JOINTS, SimWorld
 
 MAX_START_DEVIATION = 0.1  # rad: a trajectory must start near the current state
+CONTROLLER_LIMITS = ARM.trajectory_limits(max_joint_speed=2.0, max_joint_accel=12.0)
+"""What the simulated arm's controller accepts (the executor plans within 1.5 rad/s, 8 rad/s^2)."""
 
 
 class JointTrajectoryController:
-    def __init__(self, world: SimWorld, max_duration_s: float = 30.0):
+    def __init__(self, world: SimWorld, max_duration_s: float = 30.0, limits: TrajectoryLimits = CONTROLLER_LIMITS):
         self.world = world
         self.max_duration_s = max_duration_s
+        self.limits = limits
         self.active: JointTrajectory | None = None
         self.t0 = 0.0
+        self.stopped: str | None = None  # why the controller is e-stopped, or None
         self._dt = float(world.model.opt.timestep)
+
+    def estop(self, reason: str) -> None:
+        """Hold where the arm is now and refuse every command until :meth:`release`."""
+        q = tuple(float(v) for v in self.world.arm_q())
+        self.active = JointTrajectory(ARM_JOINTS, (JointTrajectoryPoint(q, (0.0,) * len(q), 0.0),))
+        self.t0 = self.world.time
+        self.stopped = reason
+
+    def release(self) -> None:
+        self.stopped = None
 
     def command(self, traj: JointTrajectory) -> str | None:
         """Start following ``traj``; returns why it was refused, or None."""
+        if self.stopped is not None:
+            return f"e-stopped ({self.stopped})"
         if tuple(traj.joint_names) != ARM_JOINTS:
             return f"trajectory joints {tuple(traj.joint_names)} != {ARM_JOINTS}"
         if traj.duration > self.max_duration_s:
@@ -34,6 +57,9 @@ class JointTrajectoryController:
         dev = float(np.abs(np.array(traj.points[0].positions) - self.world.arm_q()).max())
         if dev > MAX_START_DEVIATION:
             return f"trajectory starts {dev:.2f} rad from the current state (max {MAX_START_DEVIATION})"
+        beyond = trajectory_violations(traj, self.limits)
+        if beyond:
+            return "beyond the controller's limits: " + "; ".join(beyond)
         self.active, self.t0 = traj, self.world.time
         return None
 
@@ -52,6 +78,8 @@ class JointTrajectoryController:
 
     def command_gripper(self, opening_m: float) -> None:
         """Drive both fingers towards a total opening of ``opening_m`` (0..0.08 m)."""
+        if self.stopped is not None:
+            raise ValueError(f"e-stopped ({self.stopped})")
         if not np.isfinite(opening_m) or opening_m < 0:
             raise ValueError(f"gripper opening must be >= 0 m, got {opening_m!r}")
         self.world.data.ctrl[self.world.gripper_act] = float(np.clip(opening_m / 2.0, 0.0, 0.04))
