@@ -218,7 +218,7 @@ class ExecutorNode(NodeBase):
         except Exception as e:  # a bug or an input nobody foresaw: the task still ends with a status
             self.logger.exception("task %s: execution raised", task_id)
             self.hold_position()
-            self.status(task_id, "FAILED", f"execution raised {type(e).__name__}: {e}", reason="execution",
+            self.status(task_id, "FAILED", f"execution raised {type(e).__name__}: {e}", reason="internal_error",
                         attempt=attempt)
         finally:
             self.busy = None

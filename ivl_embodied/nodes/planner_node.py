@@ -17,18 +17,25 @@ Follow-up requests come from the executor, for the same task (``TaskRequest.atte
 
 A follow-up the planner cannot serve is answered with an ActionPlan without steps whose ``raw_text``
 says why; the executor owns the task's final status from the first plan on.
+
+Requests are queued (at most ``max_queued_tasks``; beyond that a task is REJECTED ``busy`` at once)
+and planned one by one on a worker thread, so a burst never drops a task unanswered and the
+embeddings keep flowing while the model decodes. Planning time is bounded by ``max_new_tokens``
+and ``max_instruction_chars``; an exception while planning ends the task FAILED ``internal_error``.
 """
 
 from __future__ import annotations
 
 import collections
+import queue
 import sys
+import threading
 import time
 
 from ivl_embodied.checkpoints.planner import resolve_checkpoint
 from ivl_embodied.nodes.base import NodeBase, run_node
 from ivl_embodied.nodes.status import StatusPublisher
-from ivl_embodied.transport import msg_type
+from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import header, msg_to_payload, plan_to_msg, stamp_to_ns
 
 ACTION_PLAN = "ivl_embodied_msgs/msg/ActionPlan"
@@ -50,6 +57,7 @@ class PlannerNode(NodeBase):
         "fresh_image_wait_s": 5.0,  # how long a retry waits for an image taken after the missed attempt
         "samples": 8,  # sampled alternative plans per view, offered when the executor asks for more
         "max_instruction_chars": 500,
+        "max_queued_tasks": 32,  # requests waiting to be planned; more are REJECTED busy
         # embeddings from another encoder are dropped: "auto" = the encoder of the checkpoint's own vision
         # side (when it has one), "" = accept any, else this exact encoder_id
         "encoder_id": "auto",
@@ -63,7 +71,7 @@ class PlannerNode(NodeBase):
         from ivl_embodied.language.planner import GenerationSettings
 
         p = self.params
-        for name in ("samples", "max_instruction_chars"):
+        for name in ("samples", "max_instruction_chars", "max_queued_tasks"):
             if isinstance(p[name], bool) or not isinstance(p[name], int) or p[name] < (0 if name == "samples" else 1):
                 raise ValueError(f"{name} must be an int >= {0 if name == 'samples' else 1}, got {p[name]!r}")
         dtype = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
@@ -75,6 +83,10 @@ class PlannerNode(NodeBase):
         self.rejected = ""  # why the last dropped embeddings were dropped
         self.tasks: collections.OrderedDict = collections.OrderedDict()  # (task_id, attempt) -> candidates
         self.waiting: dict[str, tuple] = {}  # task_id -> (retry request, monotonic deadline)
+        self.lock = threading.Lock()  # guards `waiting` (worker thread and spinning thread)
+        self.inbox: queue.Queue = queue.Queue(maxsize=p["max_queued_tasks"])
+        self.stopping = threading.Event()
+        self.worker = threading.Thread(target=self.serve, name="planner", daemon=True)
         self.plan_pub = self.node.create_publisher(ACTION_PLAN, p["plan_topic"])
         self.status = StatusPublisher(self.node, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["embedding_topic"],
@@ -82,8 +94,45 @@ class PlannerNode(NodeBase):
         if p["mirrored_embedding_topic"]:
             self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["mirrored_embedding_topic"],
                                           self.on_mirrored, "large_latest")
-        self.node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"], self.on_task)
+        self.node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"], self.enqueue,
+                                      QosProfile("reliable", 256, "volatile"))
         self.node.create_timer(0.2, self.expire_waiting)
+        self.worker.start()
+
+    def close(self) -> None:
+        self.stopping.set()
+        worker = getattr(self, "worker", None)
+        if worker is not None and worker.is_alive():
+            worker.join(timeout=5.0)
+
+    # -- the queue -------------------------------------------------------------------------------
+    def enqueue(self, msg) -> None:
+        """Subscription callback: queue the request, or refuse it at once when the queue is full."""
+        try:
+            self.inbox.put_nowait(msg)
+        except queue.Full:
+            why = f"the planner has {self.inbox.qsize()} requests waiting (max_queued_tasks)"
+            if msg.attempt > 1 or msg.candidate > 0:
+                self.no_plan(msg, why)
+            else:
+                self.status(msg.task_id, "REJECTED", why, reason="busy", attempt=max(1, int(msg.attempt)))
+
+    def serve(self) -> None:
+        """Worker thread: plan queued requests one by one; nothing raised here ends the node."""
+        while not self.stopping.is_set():
+            try:
+                msg = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self.on_task(msg)
+            except Exception as e:
+                self.logger.exception("task %s: planning raised", msg.task_id)
+                why = f"planning raised {type(e).__name__}: {e}"
+                if msg.attempt > 1 or msg.candidate > 0:
+                    self.no_plan(msg, why)
+                else:
+                    self.status(msg.task_id, "FAILED", why, reason="internal_error", attempt=max(1, int(msg.attempt)))
 
     # -- embeddings ------------------------------------------------------------------------------
     def _validated(self, msg, topic: str):
@@ -114,10 +163,12 @@ class PlannerNode(NodeBase):
             return
         self.latest = (visual, msg.header, time.monotonic())
         stamp = stamp_to_ns(msg.header.stamp)
-        for task_id, (request, _) in list(self.waiting.items()):
-            if stamp >= stamp_to_ns(request.not_before):
-                del self.waiting[task_id]
-                self.on_task(request)
+        with self.lock:
+            ready = [r for r, _ in self.waiting.values() if stamp >= stamp_to_ns(r.not_before)]
+            for request in ready:
+                del self.waiting[request.task_id]
+        for request in ready:
+            self.enqueue(request)
 
     def on_mirrored(self, msg) -> None:
         visual = self._validated(msg, self.params["mirrored_embedding_topic"])
@@ -126,10 +177,12 @@ class PlannerNode(NodeBase):
 
     def expire_waiting(self) -> None:
         now = time.monotonic()
-        for task_id, (request, deadline) in list(self.waiting.items()):
-            if now > deadline:
-                del self.waiting[task_id]
-                self.no_plan(request, f"no image taken after attempt {request.attempt - 1} arrived within "
+        with self.lock:
+            expired = [r for r, deadline in self.waiting.values() if now > deadline]
+            for request in expired:
+                del self.waiting[request.task_id]
+        for request in expired:
+            self.no_plan(request, f"no image taken after attempt {request.attempt - 1} arrived within "
                                       f"{self.params['fresh_image_wait_s']:.1f} s")
 
     # -- tasks -----------------------------------------------------------------------------------
@@ -181,7 +234,8 @@ class PlannerNode(NodeBase):
         visual, emb_header, received = self.latest
         not_before = stamp_to_ns(msg.not_before)
         if not_before and stamp_to_ns(emb_header.stamp) < not_before:
-            self.waiting[task_id] = (msg, time.monotonic() + float(self.params["fresh_image_wait_s"]))
+            with self.lock:
+                self.waiting[task_id] = (msg, time.monotonic() + float(self.params["fresh_image_wait_s"]))
             return
         age = time.monotonic() - received
         if self.params["max_input_age_s"] > 0 and age > self.params["max_input_age_s"]:

@@ -244,7 +244,10 @@ def test_planner_node_retries_from_an_image_taken_after_the_miss(vision, planner
     assert planner.plan_pub.msgs == []  # waits for a newer frame
     vision.on_image(image_to_msg(_rgb(3), 6_000, "cam"))
     vision.on_timer()
-    planner.on_embedding(vision.pub.msgs[-1])
+    planner.on_embedding(vision.pub.msgs[-1])  # queues the waiting request for the planning thread
+    deadline = time.monotonic() + 30
+    while not planner.plan_pub.msgs and time.monotonic() < deadline:
+        time.sleep(0.02)
     (plan,) = planner.plan_pub.msgs
     assert plan.attempt == 2 and plan.candidate == 0 and stamp_to_ns(plan.embedding_stamp) == 6_000
     assert [s.attempt for s in planner.status.publisher.msgs] == [2, 2]
@@ -254,6 +257,24 @@ def test_planner_node_retries_from_an_image_taken_after_the_miss(vision, planner
     planner.expire_waiting()
     last = planner.plan_pub.msgs[-1]
     assert not last.steps and "no image taken after attempt 2" in last.raw_text
+
+
+def test_a_burst_of_tasks_gets_a_status_for_every_task(vision, planner):
+    """100 tasks at once (89 of 100 once got no status at all): each is planned or refused busy at once."""
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+    planner.on_embedding(_embedding_msg(vision))
+    planner.params["max_input_age_s"] = 0.0  # the burst outlives any freshness window; not what is tested
+    for i in range(100):
+        planner.enqueue(_task("put the red cube in the green bowl", f"burst{i}"))
+    deadline = time.monotonic() + 120
+    answered = lambda: {m.task_id for m in planner.status.publisher.msgs  # noqa: E731
+                        if m.state in (S.STATE_PLANNED, S.STATE_REJECTED, S.STATE_FAILED)}
+    while len(answered()) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answered() == {f"burst{i}" for i in range(100)}
+    busy = [m for m in planner.status.publisher.msgs if m.state == S.STATE_REJECTED]
+    assert busy and all(m.reason == "busy" and "max_queued_tasks" in m.message for m in busy)
+    assert len(planner.plan_pub.msgs) == 100 - len(busy) >= 32  # the queue's worth was planned
 
 
 @pytest.mark.parametrize("instruction, expect", [
