@@ -16,7 +16,7 @@ that names what was seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -151,8 +151,12 @@ def whole_object(g: GroundedObject, depth: np.ndarray, cam: CameraInfo,
     sx, sy = GROUNDING_MAX / cam.width, GROUNDING_MAX / cam.height
     box = [int(max(0.0, (u1 - gu) * sx)), int(max(0.0, (v1 - gv) * sy)),
            int(min(GROUNDING_MAX, np.ceil((u2 + gu) * sx))), int(min(GROUNDING_MAX, np.ceil((v2 + gv) * sy)))]
+    cfg = grounding or GroundingConfig()
+    # every pixel (stride 1): the outline test compares the top's farthest point with its mean radius,
+    # which a sparser sampling of the bigger box makes noisier than the plan box's own sampling
+    dense = replace(cfg, max_points=max(cfg.max_points, cam.width * cam.height))
     try:
-        whole = ground_box(box, depth, cam, grounding)
+        whole = ground_box(box, depth, cam, dense)
     except GroundingError:
         return g
     if whole.flat or whole.pixels is None or len(whole.pixels) == 0:
