@@ -90,7 +90,7 @@ class Driver:
         self.statuses: list = []
         self.frames: list = []
         self.goal: list[bool] = []
-        self.embeddings = 0
+        self.embedding_stamps: list[int] = []
         n = self.node
         self.plan_pub = n.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "/ivl/plan")
         self.task_pub = n.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "/ivl/task")
@@ -100,14 +100,25 @@ class Driver:
         n.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", "/ivl/visual_embeddings",
                               self._on_embedding, "large_latest")
 
-    def _on_embedding(self, _msg) -> None:
-        self.embeddings += 1
+    def _on_embedding(self, msg) -> None:
+        from ivl_embodied.transport.convert import stamp_to_ns
+
+        self.embedding_stamps.append(stamp_to_ns(msg.header.stamp))
+
+    @property
+    def embeddings(self) -> int:
+        """Embeddings of this scene's frames (not of the last scene's final image, which the vision
+        node may still encode after the new scene appeared)."""
+        from ivl_embodied.transport.convert import stamp_to_ns
+
+        frames = {stamp_to_ns(f.header.stamp) for f in self.frames}
+        return sum(s in frames for s in self.embedding_stamps)
 
     def reset(self) -> None:
         self.statuses.clear()
         self.frames.clear()
         self.goal.clear()
-        self.embeddings = 0
+        self.embedding_stamps.clear()
 
 
 def _result(status: str, message: str, t0: float, driver: Driver, verdict: bool) -> dict:

@@ -35,6 +35,7 @@ class ExecutorNode(NodeBase):
         "status_topic": "/ivl/task_status",
         "estop_topic": "/ivl/estop",
         "estop_state_topic": "/ivl/estop_state",
+        "heartbeat_topic": "/ivl/executor/heartbeat",  # 10 Hz; the controller side stops motion without it
         # where the latch outlives the process: "auto" = $ROS_HOME (or ~/.ros)/ivl_embodied/estop_latched,
         # "" = in memory only (a restart forgets it)
         "estop_latch_file": "auto",
@@ -82,6 +83,8 @@ class ExecutorNode(NodeBase):
         self.estop_state = self.node.create_publisher("std_msgs/msg/Bool", p["estop_state_topic"],
                                                       QosProfile("reliable", 1, "transient_local"))
         self.publish_estop_state()
+        self.heartbeat = self.node.create_publisher("std_msgs/msg/Header", p["heartbeat_topic"])
+        self.node.create_timer(0.1, lambda: self.heartbeat.publish(header(time.time_ns(), self.NAME)))
         if self.gate.estopped:
             self.logger.error("E-STOP still latched: %s; every motion is refused until %s false",
                               self.gate.estop_reasons()[0], p["estop_topic"])
@@ -165,6 +168,7 @@ class ExecutorNode(NodeBase):
         from ivl_embodied.transport.convert import msg_to_plan
 
         task_id, msg, attempt, candidate, executed = first.task_id, first, 1, 0, 0
+        frames: dict[int, object] = {}  # the attempt's frame, kept while its alternatives are tried
         max_attempts, max_candidates = int(self.params["max_attempts"]), int(self.params["max_candidates"])
         try:
             while True:
@@ -174,7 +178,9 @@ class ExecutorNode(NodeBase):
                     report, plan_text = None, f"malformed plan: {e}"
                 else:
                     try:
-                        obs = self._observation(stamp_to_ns(msg.embedding_stamp))
+                        image_ns = stamp_to_ns(msg.embedding_stamp)
+                        obs = frames.get(image_ns) or self._observation(image_ns)
+                        frames = {image_ns: obs}
                     except RobotUnavailable as e:
                         self.status(task_id, "FAILED" if executed else "REJECTED", f"cannot ground the plan: {e}",
                                     reason="no_observation", attempt=attempt)
@@ -226,6 +232,7 @@ class ExecutorNode(NodeBase):
     def close(self) -> None:
         if self.worker is not None and self.worker.is_alive():
             self.gate.engage_estop("executor shutting down", persist=False)  # not an operator's e-stop
+            self.hold_position()  # stopped mid-task: the arm holds instead of finishing the motion
             self.worker.join(timeout=5.0)
 
 

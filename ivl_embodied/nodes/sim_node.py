@@ -10,7 +10,10 @@ optical frame) and ``/clock`` (simulated time). Accepts
 The controllers enforce their own limits, whoever commands them, as ``ros2_control`` controllers
 with joint limits do: trajectories beyond the arm's joint range, speed or acceleration are refused,
 and while ``/ivl/estop`` (or the executor's latched ``/ivl/estop_state``) says e-stopped the arm
-holds where it is and every arm and gripper command is refused until ``/ivl/estop`` false.
+holds where it is and every arm and gripper command is refused until ``/ivl/estop`` false. A
+trajectory in progress is stopped (the arm holds) when the executor's heartbeat
+(``/ivl/executor/heartbeat``, 10 Hz) has been silent for ``heartbeat_timeout_s``: a killed executor
+does not leave the arm finishing its last command.
 
 Physics runs in (scaled) real time on a timer; the scene comes from a task record (a split or
 a user's JSONL file) and the task's success predicate is logged and published on
@@ -54,6 +57,8 @@ class SimNode(NodeBase):
         "base_frame": "base_link",
         "estop_topic": "/ivl/estop",
         "estop_state_topic": "/ivl/estop_state",
+        "heartbeat_topic": "/ivl/executor/heartbeat",
+        "heartbeat_timeout_s": 0.5,  # a trajectory is stopped when the executor falls silent this long (0 = off)
     }
 
     def setup(self) -> None:
@@ -88,6 +93,8 @@ class SimNode(NodeBase):
                               self.on_trajectory)
         n.create_subscription("std_msgs/msg/Float64MultiArray", "/gripper_controller/commands", self.on_gripper)
         n.create_subscription("std_msgs/msg/Bool", p["estop_topic"], lambda m: self.on_estop(m, p["estop_topic"]))
+        self.last_beat: float | None = None  # monotonic time of the executor's last heartbeat
+        n.create_subscription("std_msgs/msg/Header", p["heartbeat_topic"], self.on_heartbeat)
         n.create_subscription("std_msgs/msg/Bool", p["estop_state_topic"],
                               lambda m: self.on_estop(m, p["estop_state_topic"], reset=False),
                               QosProfile("reliable", 1, "transient_local"))
@@ -108,6 +115,7 @@ class SimNode(NodeBase):
         """Step physics up to where (scaled) wall-clock time says it should be, bounded per tick."""
         target = self._sim0 + (time.monotonic() - self._wall0) * self.params["realtime_factor"]
         steps = min(int((target - self.world.time) / self.dt), self.params["max_steps_per_tick"])
+        self.check_heartbeat()
         for _ in range(max(steps, 0)):
             self.controller.update()
             self.world.step(1)
@@ -158,6 +166,19 @@ class SimNode(NodeBase):
         refused = self.controller.command(traj)
         if refused:
             self.logger.error("rejected trajectory: %s", refused)
+
+    def on_heartbeat(self, _msg) -> None:
+        self.last_beat = time.monotonic()
+
+    def check_heartbeat(self) -> None:
+        """A trajectory in progress whose commander fell silent (killed, hung, cut off) is stopped."""
+        timeout = self.params["heartbeat_timeout_s"]
+        if timeout <= 0 or not self.controller.moving:
+            return
+        if self.last_beat is None or time.monotonic() - self.last_beat > timeout:
+            self.controller.hold()
+            self.logger.error("stopped the arm's trajectory: no heartbeat on %s for %.1f s (heartbeat_timeout_s)",
+                              self.params["heartbeat_topic"], timeout)
 
     def on_estop(self, msg, topic: str, reset: bool = True) -> None:
         """True: hold and refuse everything; false on the e-stop topic itself: accept commands again

@@ -36,11 +36,20 @@ class JointTrajectoryController:
         self.stopped: str | None = None  # why the controller is e-stopped, or None
         self._dt = float(world.model.opt.timestep)
 
-    def estop(self, reason: str) -> None:
-        """Hold where the arm is now and refuse every command until :meth:`release`."""
+    def hold(self) -> None:
+        """Stop following the active trajectory: hold where the arm is now."""
         q = tuple(float(v) for v in self.world.arm_q())
         self.active = JointTrajectory(ARM_JOINTS, (JointTrajectoryPoint(q, (0.0,) * len(q), 0.0),))
         self.t0 = self.world.time
+
+    @property
+    def moving(self) -> bool:
+        """A trajectory is being followed (not yet at its last point)."""
+        return self.active is not None and self.elapsed() < self.active.duration
+
+    def estop(self, reason: str) -> None:
+        """Hold where the arm is now and refuse every command until :meth:`release`."""
+        self.hold()
         self.stopped = reason
 
     def release(self) -> None:
