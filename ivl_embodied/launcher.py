@@ -6,9 +6,12 @@ chosen groups as its own process (``python -m MODULE --ros-args -r __node:=NAME
 
 * SIGINT/SIGTERM to the launcher is passed on to every node as SIGINT; a node still
   running after ``--grace`` seconds gets SIGTERM, then SIGKILL.
-* A node that exits on its own while the others run is reported with its exit code,
-  and the launcher then shuts the graph down and exits non-zero: a half-running
-  stack is worse than a stopped one.
+* A node with ``respawn: true`` in the graph (as ROS 2 launch's ``Node(respawn=True,
+  respawn_delay=...)``) that exits on its own is reported with its exit code and started
+  again after ``respawn_delay`` seconds; the others keep running.
+* A node without it that exits on its own is reported with its exit code, and the launcher
+  then shuts the graph down and exits non-zero: a half-running stack is worse than a
+  stopped one.
 """
 
 from __future__ import annotations
@@ -37,12 +40,19 @@ class NodeSpec:
     name: str
     module: str
     group: str
+    respawn: bool = False  # start it again when it exits on its own
+    respawn_delay: float = 2.0  # s
 
     def __post_init__(self) -> None:
         for attr in ("name", "module", "group"):
             v = getattr(self, attr)
             if not isinstance(v, str) or not v:
                 raise ValueError(f"graph node field {attr!r} must be a non-empty string, got {v!r}")
+        if not isinstance(self.respawn, bool):
+            raise ValueError(f"graph node {self.name!r}: respawn must be true or false, got {self.respawn!r}")
+        if isinstance(self.respawn_delay, bool) or not isinstance(self.respawn_delay, (int, float)) \
+                or not 0 <= self.respawn_delay <= 600:
+            raise ValueError(f"graph node {self.name!r}: respawn_delay must be 0..600 s, got {self.respawn_delay!r}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,8 @@ def load_graph(path: Path | None = None) -> Graph:
     for i, n in enumerate(data["nodes"]):
         if not isinstance(n, dict):
             raise ValueError(f"launch graph {path}: node #{i} must be a mapping, got {n!r}")
-        nodes.append(NodeSpec(name=n.get("name"), module=n.get("module"), group=n.get("group")))
+        nodes.append(NodeSpec(name=n.get("name"), module=n.get("module"), group=n.get("group"),
+                              respawn=n.get("respawn", False), respawn_delay=n.get("respawn_delay", 2.0)))
     params = Path(data.get("params_file", "ivl_embodied.yaml"))
     if not params.is_absolute():
         beside = path.parent.parent / "config" / params
@@ -138,6 +149,8 @@ def run_graph(
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     procs: list[NodeProcess] = []
+    respawn_at: dict[int, float] = {}  # index in procs -> monotonic time to start it again
+    restarts: dict[str, int] = {}
     rc = 0
     try:
         for spec in specs:
@@ -145,9 +158,23 @@ def run_graph(
             log.info("started %s (pid %d)", spec.name, procs[-1].popen.pid)
         t_end = None if duration_s is None else time.monotonic() + duration_s
         while not stop.is_set():
-            for p in procs:
+            for i, p in enumerate(procs):
+                if i in respawn_at:
+                    if time.monotonic() >= respawn_at[i]:
+                        del respawn_at[i]
+                        procs[i] = NodeProcess(p.spec, node_argv(p.spec, params_file, overrides or []), env)
+                        restarts[p.spec.name] = restarts.get(p.spec.name, 0) + 1
+                        log.warning("respawned %s (pid %d, restart %d)", p.spec.name, procs[i].popen.pid,
+                                    restarts[p.spec.name])
+                    continue
                 code = p.popen.poll()
-                if code is not None:
+                if code is None:
+                    continue
+                if p.spec.respawn:
+                    log.error("node %s exited with code %d; respawning it in %.1f s", p.spec.name, code,
+                              p.spec.respawn_delay)
+                    respawn_at[i] = time.monotonic() + p.spec.respawn_delay
+                else:
                     log.error("node %s exited with code %d; shutting the graph down", p.spec.name, code)
                     rc = code or 1
                     stop.set()

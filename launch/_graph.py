@@ -20,6 +20,8 @@ def nodes_for(groups, extra_params=None):
             parameters=params,
             output="screen",
             emulate_tty=True,
+            respawn=bool(n.get("respawn", False)),
+            respawn_delay=float(n.get("respawn_delay", 2.0)),
         )
         for n in graph["nodes"]
         if n["group"] in groups

@@ -40,7 +40,7 @@ def test_node_argv_uses_ros_conventions(tmp_path):
                         "--params-file", str(tmp_path / "p.yaml"), "-p", "rate_hz:=3.0"]
 
 
-def _fake_graph(tmp_path, body_a, body_b):
+def _fake_graph(tmp_path, body_a, body_b, b_extra=""):
     pkg = tmp_path / "fakenodes"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -53,7 +53,7 @@ def _fake_graph(tmp_path, body_a, body_b):
     g.write_text(
         "params_file: p.yaml\nnodes:\n"
         "  - {name: a, module: fakenodes.a, group: g1}\n"
-        "  - {name: b, module: fakenodes.b, group: g2}\n"
+        f"  - {{name: b, module: fakenodes.b, group: g2{b_extra}}}\n"
     )
     return g
 
@@ -116,6 +116,28 @@ def test_dying_node_stops_graph_and_is_named(tmp_path):
     assert proc.returncode == 7
     assert "node b exited with code 7" in out
     assert "[a] stopping cleanly" in out
+
+
+def test_a_respawning_node_is_restarted_and_the_graph_keeps_running(tmp_path):
+    crasher = "import sys, time\nprint('b up', flush=True)\ntime.sleep(0.3)\nsys.exit(3)\n"
+    g = _fake_graph(tmp_path, SLEEPER, crasher, ", respawn: true, respawn_delay: 0.2")
+    proc = _launch(tmp_path, g, "--duration", "4")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "node b exited with code 3; respawning it in 0.2 s" in out
+    assert "respawned b" in out and "restart 2" in out  # again and again, while a keeps running
+    assert out.count("[b] b up") >= 3 and out.count("[a] up") == 1 and "[a] stopping cleanly" in out
+
+
+def test_bad_respawn_fields_are_named(tmp_path):
+    from ivl_embodied.launcher import load_graph
+
+    g = _fake_graph(tmp_path, SLEEPER, SLEEPER, ", respawn: maybe")
+    with pytest.raises(ValueError, match="respawn must be true or false, got 'maybe'"):
+        load_graph(g)
+    g.write_text(g.read_text().replace("respawn: maybe", "respawn: true, respawn_delay: -1"))
+    with pytest.raises(ValueError, match="respawn_delay must be 0..600 s, got -1"):
+        load_graph(g)
 
 
 def test_groups_select_nodes(tmp_path):
