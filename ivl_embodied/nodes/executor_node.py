@@ -23,7 +23,7 @@ import threading
 import time
 
 from ivl_embodied.nodes.base import NodeBase, run_node
-from ivl_embodied.nodes.status import StatusPublisher
+from ivl_embodied.nodes.status import StatusPublisher, Watchdog
 from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import header, ns_to_stamp, s_to_ns, stamp_to_ns, trajectory_to_msg
 
@@ -36,6 +36,8 @@ class ExecutorNode(NodeBase):
         "estop_topic": "/ivl/estop",
         "estop_state_topic": "/ivl/estop_state",
         "heartbeat_topic": "/ivl/executor/heartbeat",  # 10 Hz; the controller side stops motion without it
+        "planner_heartbeat_topic": "/ivl/planner/heartbeat",
+        "watchdog_timeout_s": 3.0,  # tasks of a planner silent (or restarted) this long are FAILED node_lost
         # where the latch outlives the process: "auto" = $ROS_HOME (or ~/.ros)/ivl_embodied/estop_latched,
         # "" = in memory only (a restart forgets it)
         "estop_latch_file": "auto",
@@ -83,8 +85,8 @@ class ExecutorNode(NodeBase):
         self.estop_state = self.node.create_publisher("std_msgs/msg/Bool", p["estop_state_topic"],
                                                       QosProfile("reliable", 1, "transient_local"))
         self.publish_estop_state()
-        self.heartbeat = self.node.create_publisher("std_msgs/msg/Header", p["heartbeat_topic"])
-        self.node.create_timer(0.1, lambda: self.heartbeat.publish(header(time.time_ns(), self.NAME)))
+        self.watchdog = Watchdog(self.node, self.NAME, self.status, p["status_topic"], p["heartbeat_topic"],
+                                 "planner", p["planner_heartbeat_topic"], float(p["watchdog_timeout_s"]))
         if self.gate.estopped:
             self.logger.error("E-STOP still latched: %s; every motion is refused until %s false",
                               self.gate.estop_reasons()[0], p["estop_topic"])

@@ -22,6 +22,8 @@ Requests are queued (at most ``max_queued_tasks``; beyond that a task is REJECTE
 and planned one by one on a worker thread, so a burst never drops a task unanswered and the
 embeddings keep flowing while the model decodes. Planning time is bounded by ``max_new_tokens``
 and ``max_instruction_chars``; an exception while planning ends the task FAILED ``internal_error``.
+Tasks the executor was handling when it died or restarted are FAILED ``node_lost``
+(:mod:`ivl_embodied.nodes.watchdog`); the executor does the same for the planner's.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import time
 
 from ivl_embodied.checkpoints.planner import resolve_checkpoint
 from ivl_embodied.nodes.base import NodeBase, run_node
-from ivl_embodied.nodes.status import StatusPublisher
+from ivl_embodied.nodes.status import StatusPublisher, Watchdog
 from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import header, msg_to_payload, plan_to_msg, stamp_to_ns
 
@@ -61,6 +63,9 @@ class PlannerNode(NodeBase):
         # embeddings from another encoder are dropped: "auto" = the encoder of the checkpoint's own vision
         # side (when it has one), "" = accept any, else this exact encoder_id
         "encoder_id": "auto",
+        "heartbeat_topic": "/ivl/planner/heartbeat",
+        "executor_heartbeat_topic": "/ivl/executor/heartbeat",
+        "watchdog_timeout_s": 3.0,  # tasks of an executor silent (or restarted) this long are FAILED node_lost
         "read_instructions": True,  # read the operator's words first: refusals, canonical task, held decoding
     }
 
@@ -97,6 +102,8 @@ class PlannerNode(NodeBase):
         self.node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"], self.enqueue,
                                       QosProfile("reliable", 256, "volatile"))
         self.node.create_timer(0.2, self.expire_waiting)
+        self.watchdog = Watchdog(self.node, self.NAME, self.status, p["status_topic"], p["heartbeat_topic"],
+                                 "executor", p["executor_heartbeat_topic"], float(p["watchdog_timeout_s"]))
         self.worker.start()
 
     def close(self) -> None:

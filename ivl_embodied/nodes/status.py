@@ -47,3 +47,36 @@ class StatusPublisher:
                              f"{sorted(self._valid_reasons)}")
         self.publisher.publish(S(header=header(time.time_ns()), task_id=task_id, state=code,
                             message=message, reason=reason, attempt=min(max(int(attempt), 0), 255)))
+
+
+class Watchdog:
+    """Fails the tasks of another node that went away (:mod:`ivl_embodied.nodes.watchdog`): beats this
+    node's heartbeat, follows the other's and every task status, and publishes FAILED ``node_lost``
+    for orphaned tasks, through ``status``."""
+
+    def __init__(self, node, name: str, status: StatusPublisher, status_topic: str, own_topic: str,
+                 watched: str, watched_topic: str, timeout_s: float):
+        from ivl_embodied.nodes.watchdog import TaskWatch, beat_id, incarnation
+
+        self.status, self.name = status, name
+        self.watch = TaskWatch(watched, timeout_s)
+        self.own = beat_id(name, incarnation())
+        beats = node.create_publisher("std_msgs/msg/Header", own_topic)
+        node.create_timer(0.1, lambda: beats.publish(header(time.time_ns(), self.own)))
+        node.create_subscription("std_msgs/msg/Header", watched_topic, self.on_beat)
+        node.create_subscription(STATUS, status_topic, self.on_status)
+        node.create_timer(0.25, self.check)
+
+    def on_beat(self, msg) -> None:
+        from ivl_embodied.nodes.watchdog import parse_beat
+
+        parsed = parse_beat(msg.frame_id)
+        if parsed is not None:
+            self.watch.beat(parsed[1], time.monotonic())
+
+    def on_status(self, msg) -> None:
+        self.watch.status(msg.task_id, state_name(msg.state), int(msg.attempt), time.monotonic())
+
+    def check(self) -> None:
+        for task_id, attempt, why in self.watch.orphans(time.monotonic()):
+            self.status(task_id, "FAILED", why, reason="node_lost", attempt=attempt)
