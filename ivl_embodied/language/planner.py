@@ -287,7 +287,8 @@ def plan_candidates(planner: LanguagePlanner, views, instruction: str, settings:
     """Plans for one frame, best first (a generator: nothing past what the caller takes is decoded).
 
     ``views``: ``(embeddings, mirrored)`` pairs, the frame as encoded first; ``embeddings`` may be a
-    callable that encodes on first use (a second view costs nothing while the first plan passes), and
+    callable that encodes on first use (a second view costs nothing while the first plan passes; it
+    may return None when the view cannot be had, and is then skipped), and
     ``mirrored`` says the view is the frame flipped left-right, whose plans have their boxes mirrored
     back (:func:`~ivl_embodied.plan.schema.mirror_plan`). First the greedy plan of the first view; then
     every other view's greedy plan and ``samples`` sampled plans per view (temperature 1, seeds
@@ -322,6 +323,8 @@ def plan_candidates(planner: LanguagePlanner, views, instruction: str, settings:
     alternatives: list[PlanOutput] = []
     for k, (view, mirrored) in enumerate(views):
         visual = first_visual if k == 0 else view()
+        if visual is None:
+            continue
         for how in (sampled if k == 0 else [settings, *sampled]):
             out = decode(visual, mirrored, how)
             if out is not None and out.text not in seen:

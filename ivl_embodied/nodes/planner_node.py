@@ -1,7 +1,6 @@
 """planner_node: latest visual embeddings + an operator's task → ActionPlan.
 
-Runs on the workstation GPU with only the language model. Keeps the newest ``VisualEmbedding``
-(and, when the vision node publishes them, the embeddings of the same frame mirrored left-right);
+Runs on the workstation GPU with only the language model. Keeps the newest ``VisualEmbedding``;
 for each ``TaskRequest`` it reads the operator's words, plans from the newest embeddings (refusing
 embeddings older than ``max_input_age_s`` or none at all) and publishes the plan and task status.
 
@@ -11,6 +10,8 @@ Follow-up requests come from the executor, for the same task (``TaskRequest.atte
   from (the executor's scene check refused the ones before): the greedy plan is candidate 0, then
   ``samples`` sampled plans per view and the mirrored view's plans, ranked by the model's own
   log-probability (:func:`~ivl_embodied.language.planner.plan_candidates`; decoded only when asked).
+  The mirrored view is the same frame flipped left-right, which the vision node encodes when asked
+  (``mirror_request_topic``): it costs nothing for tasks whose first plan passes.
 * ``attempt`` n > 1, candidate 0: plan again after attempt n-1 missed its goal, from embeddings of an
   image stamped at or after ``not_before`` (the scene after the motion); the request waits for them
   up to ``fresh_image_wait_s``.
@@ -52,6 +53,8 @@ class PlannerNode(NodeBase):
         "max_new_tokens": 160,
         "embedding_topic": "/ivl/visual_embeddings",
         "mirrored_embedding_topic": "/ivl/visual_embeddings_mirrored",  # "" = plan on the frame only
+        "mirror_request_topic": "/ivl/vision/mirror_request",
+        "mirror_wait_s": 3.0,  # how long alternatives wait for the mirrored frame's embeddings
         "task_topic": "/ivl/task",
         "plan_topic": "/ivl/plan",
         "status_topic": "/ivl/task_status",
@@ -85,6 +88,7 @@ class PlannerNode(NodeBase):
         self.encoder_id = expected_encoder_id(p["encoder_id"], p["checkpoint"])
         self.latest = None  # (VisualEmbeddings, header of their message, monotonic receipt time)
         self.mirrored = None  # (VisualEmbeddings, stamp ns) of the newest mirrored frame
+        self.mirrored_cv = threading.Condition()
         self.rejected = ""  # why the last dropped embeddings were dropped
         self.tasks: collections.OrderedDict = collections.OrderedDict()  # (task_id, attempt) -> candidates
         self.waiting: dict[str, tuple] = {}  # task_id -> (retry request, monotonic deadline)
@@ -96,9 +100,11 @@ class PlannerNode(NodeBase):
         self.status = StatusPublisher(self.node, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["embedding_topic"],
                                       self.on_embedding, "large_latest")
+        self.mirror_request = None
         if p["mirrored_embedding_topic"]:
             self.node.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", p["mirrored_embedding_topic"],
                                           self.on_mirrored, "large_latest")
+            self.mirror_request = self.node.create_publisher("std_msgs/msg/Header", p["mirror_request_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", p["task_topic"], self.enqueue,
                                       QosProfile("reliable", 256, "volatile"))
         self.node.create_timer(0.2, self.expire_waiting)
@@ -180,7 +186,24 @@ class PlannerNode(NodeBase):
     def on_mirrored(self, msg) -> None:
         visual = self._validated(msg, self.params["mirrored_embedding_topic"])
         if visual is not None:
-            self.mirrored = (visual, stamp_to_ns(msg.header.stamp))
+            with self.mirrored_cv:
+                self.mirrored = (visual, stamp_to_ns(msg.header.stamp))
+                self.mirrored_cv.notify_all()
+
+    def mirrored_view(self, emb_header):
+        """The embeddings of the frame ``emb_header`` names, flipped left-right: asked of the vision node
+        and awaited up to ``mirror_wait_s`` (None if they do not come)."""
+        stamp = stamp_to_ns(emb_header.stamp)
+        have = lambda: self.mirrored is not None and self.mirrored[1] == stamp  # noqa: E731
+        with self.mirrored_cv:
+            if not have():
+                self.mirror_request.publish(header(stamp, emb_header.frame_id))
+                self.mirrored_cv.wait_for(have, timeout=float(self.params["mirror_wait_s"]))
+            if have():
+                return self.mirrored[0]
+        self.logger.warning("no mirrored embeddings of the frame stamped %d ns within mirror_wait_s; "
+                            "alternatives from the frame alone", stamp)
+        return None
 
     def expire_waiting(self) -> None:
         now = time.monotonic()
@@ -255,9 +278,8 @@ class PlannerNode(NodeBase):
         from ivl_embodied.language.planner import plan_candidates
 
         views = [(visual, False)]
-        stamp = stamp_to_ns(emb_header.stamp)
-        if self.mirrored is not None and self.mirrored[1] == stamp:
-            views.append((self.mirrored[0], True))
+        if self.mirror_request is not None:
+            views.append((lambda: self.mirrored_view(emb_header), True))
         t0 = time.perf_counter()
         gen = plan_candidates(self.planner, views, words, self.settings, restriction, self.params["samples"])
         first = next(gen)

@@ -1,14 +1,17 @@
 """vision_node: camera image → tiles → InternViT (+ ViR) → bf16 embeddings on DDS.
 
 Runs on the camera side (edge GPU). Keeps only the latest image, encodes at most
-``rate_hz`` times per second, refuses images older than ``max_input_age_s``. With ``mirrored_topic``
-set (the default) it also encodes the frame flipped left-right and publishes that, with the same
-stamp, for the planner's alternative plans (a second look at the scene; twice the encoding work:
-set it to "" on an encoder that cannot afford it).
+``rate_hz`` times per second, refuses images older than ``max_input_age_s``.
+
+On request (a ``std_msgs/Header`` on ``mirror_request_topic`` naming a frame by its stamp) it
+encodes that frame flipped left-right and publishes it on ``mirrored_topic`` with the frame's stamp:
+the planner's second look at a scene whose first plans the executor refused. It keeps the last
+``kept_frames`` frames it encoded for this; nothing is encoded twice unless asked.
 """
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 
@@ -38,7 +41,9 @@ class VisionNode(NodeBase):
         "vir_absolute": 0.5,
         "image_topic": "/camera/color/image_raw",
         "embedding_topic": "/ivl/visual_embeddings",
-        "mirrored_topic": "/ivl/visual_embeddings_mirrored",  # "" = do not encode the mirrored frame
+        "mirrored_topic": "/ivl/visual_embeddings_mirrored",  # "" = never encode a mirrored frame
+        "mirror_request_topic": "/ivl/vision/mirror_request",
+        "kept_frames": 8,  # frames kept (by stamp) for mirror requests
         "rate_hz": 2.0,
         "max_input_age_s": 2.0,
     }
@@ -74,8 +79,11 @@ class VisionNode(NodeBase):
         self.latest = None  # (Image msg, monotonic receipt time); only the newest is kept
         self.published = 0
         self.pub = self.node.create_publisher(EMBEDDING, p["embedding_topic"], "large_latest")
-        self.mirrored_pub = (self.node.create_publisher(EMBEDDING, p["mirrored_topic"], "large_latest")
-                             if p["mirrored_topic"] else None)
+        self.mirrored_pub = None
+        self.kept: collections.OrderedDict = collections.OrderedDict()  # stamp ns -> RGB frame it encoded
+        if p["mirrored_topic"]:
+            self.mirrored_pub = self.node.create_publisher(EMBEDDING, p["mirrored_topic"], "large_latest")
+            self.node.create_subscription("std_msgs/msg/Header", p["mirror_request_topic"], self.on_mirror_request)
         self.node.create_subscription("sensor_msgs/msg/Image", p["image_topic"], self.on_image, "sensor_data")
         self.node.create_timer(1.0 / p["rate_hz"], self.on_timer)
 
@@ -99,8 +107,26 @@ class VisionNode(NodeBase):
             return
         self.encode_and_publish(msg)
 
+    def tiling(self):
+        from ivl_embodied.vision.tiling import TilingConfig
+
+        return TilingConfig(tile_size=self.backend.tile_size, max_tiles=self.max_tiles)
+
+    def on_mirror_request(self, msg) -> None:
+        """Encode the kept frame stamped ``msg.stamp`` flipped left-right; publish it with that stamp."""
+        from ivl_embodied.vision.tiling import tile_image
+
+        stamp = stamp_to_ns(msg.stamp)
+        if stamp not in self.kept:
+            self.logger.warning("mirror request for a frame stamped %d ns that is no longer kept (kept_frames=%d)",
+                                stamp, self.params["kept_frames"])
+            return
+        rgb, frame_id = self.kept[stamp]
+        emb = self.backend.encode(tile_image(np.ascontiguousarray(rgb[:, ::-1]), self.tiling()), self.policy)
+        self.mirrored_pub.publish(payload_to_msg(emb.to_payload(DTYPES[self.params["dtype"]]), stamp, frame_id))
+
     def encode_and_publish(self, msg) -> None:
-        from ivl_embodied.vision.tiling import TilingConfig, tile_image
+        from ivl_embodied.vision.tiling import tile_image
 
         try:
             rgb = msg_to_image(msg)
@@ -110,14 +136,13 @@ class VisionNode(NodeBase):
             self.logger.error("dropping image on %s: %s", self.params["image_topic"], e)
             return
         t0 = time.perf_counter()
-        tiling = TilingConfig(tile_size=self.backend.tile_size, max_tiles=self.max_tiles)
-        emb = self.backend.encode(tile_image(rgb, tiling), self.policy)
+        emb = self.backend.encode(tile_image(rgb, self.tiling()), self.policy)
         stamp = stamp_to_ns(msg.header.stamp)
         self.pub.publish(payload_to_msg(emb.to_payload(DTYPES[self.params["dtype"]]), stamp, msg.header.frame_id))
         if self.mirrored_pub is not None:
-            mirrored = self.backend.encode(tile_image(np.ascontiguousarray(rgb[:, ::-1]), tiling), self.policy)
-            self.mirrored_pub.publish(payload_to_msg(mirrored.to_payload(DTYPES[self.params["dtype"]]), stamp,
-                                                     msg.header.frame_id))
+            self.kept[stamp] = (rgb, msg.header.frame_id)
+            while len(self.kept) > max(1, int(self.params["kept_frames"])):
+                self.kept.popitem(last=False)
         self.published += 1
         self.logger.debug("encoded %dx%d into %d tokens %s in %.1f ms", rgb.shape[1], rgb.shape[0],
                           emb.num_tokens, list(emb.tokens_per_tile), 1e3 * (time.perf_counter() - t0))

@@ -66,3 +66,9 @@ def test_bad_arguments_are_named():
         next(plan_candidates(FakePlanner(), [(1, False)], "x", GenerationSettings(), samples=-1))
     with pytest.raises(ValueError, match="at least one view"):
         next(plan_candidates(FakePlanner(), [], "x", GenerationSettings()))
+
+
+def test_a_view_that_cannot_be_had_is_skipped():
+    outs = list(plan_candidates(FakePlanner(), [(100, False), (lambda: None, True)], "x", GenerationSettings(),
+                                samples=4))
+    assert [o.text for o in outs] == [format_plan(_plan(100)), format_plan(_plan(110))]

@@ -16,11 +16,13 @@ from ivl_embodied.transport.convert import image_to_msg, msg_to_payload, msg_to_
 
 
 class Capture:
-    def __init__(self):
-        self.msgs = []
+    def __init__(self, then=None):
+        self.msgs, self.then = [], then
 
     def publish(self, msg):
         self.msgs.append(msg)
+        if self.then is not None:
+            self.then(msg)
 
 
 def _rgb(seed=0, w=120, h=90):
@@ -97,6 +99,32 @@ def test_vision_node_tiles_as_the_checkpoint_was_trained(loopback_dds, split_tin
     assert counts["explicit"][0] == 4 and counts["explicit"][1] > 1
     with pytest.raises(ValueError, match="max_num_tiles must be an int >= 0"):
         VisionNode.create({"checkpoint": str(vision_dir), "max_num_tiles": -1})
+
+
+def test_vision_node_encodes_a_kept_frame_mirrored_on_request(vision, caplog):
+    import torch
+
+    from ivl_embodied.embeddings.payload import VisualEmbeddings
+    from ivl_embodied.vision.encoder import encode_image
+    from ivl_embodied.vision.vir import ViRPolicy
+
+    vision.mirrored_pub = Capture()
+    rgb = _rgb(5)
+    vision.on_image(image_to_msg(rgb, 42, "cam"))
+    vision.on_timer()
+    assert vision.mirrored_pub.msgs == []  # nothing mirrored unless asked
+    Header = msg_type("std_msgs/msg/Header")
+    from ivl_embodied.transport.convert import ns_to_stamp
+
+    vision.on_mirror_request(Header(stamp=ns_to_stamp(42)))
+    (msg,) = vision.mirrored_pub.msgs
+    assert stamp_to_ns(msg.header.stamp) == 42 and msg.header.frame_id == "cam"
+    got = VisualEmbeddings.from_payload(msg_to_payload(msg))
+    want = encode_image(vision.backend.encoder, np.ascontiguousarray(rgb[:, ::-1]), ViRPolicy("compressed"),
+                        max_tiles=4)
+    torch.testing.assert_close(got.embeddings, want.embeddings.to(torch.bfloat16), rtol=0, atol=0)
+    vision.on_mirror_request(Header(stamp=ns_to_stamp(43)))
+    assert len(vision.mirrored_pub.msgs) == 1 and "no longer kept" in caplog.text
 
 
 def test_vision_node_drops_stale_and_malformed_images(vision, caplog):
@@ -214,16 +242,20 @@ def _follow_up(text, attempt, candidate, not_before=0, task_id="t1"):
 def test_planner_node_offers_the_frames_alternatives_when_asked(vision, planner):
     """Candidate k of a task's attempt: the greedy plan first, then sampled and mirrored-view plans, each
     distinct, made from the same frame; past the last one an empty plan says there is no other."""
-    vision.mirrored_pub = Capture()
+    vision.mirrored_pub = Capture(planner.on_mirrored)  # the wiring DDS does between the two processes
+    planner.mirror_request = Capture(vision.on_mirror_request)
     planner.params["samples"] = 2
     text = "put the red cube in the green bowl"
     emb = _embedding_msg(vision)
     planner.on_embedding(emb)
-    planner.on_mirrored(vision.mirrored_pub.msgs[-1])
-    assert stamp_to_ns(vision.mirrored_pub.msgs[-1].header.stamp) == stamp_to_ns(emb.header.stamp)
     planner.on_task(_task(text))
+    assert planner.mirror_request.msgs == []  # the first plan needs no second look
     for k in range(1, 8):  # at most 1 + 2 samples + the mirrored view's 1 + 2
         planner.on_task(_follow_up(text, 1, k))
+    (request,) = planner.mirror_request.msgs  # asked once, when the alternatives were first needed
+    assert stamp_to_ns(request.stamp) == stamp_to_ns(emb.header.stamp)
+    (mirrored,) = vision.mirrored_pub.msgs
+    assert stamp_to_ns(mirrored.header.stamp) == stamp_to_ns(emb.header.stamp)
     plans = planner.plan_pub.msgs
     full = [m for m in plans if len(m.steps)]
     assert [m.candidate for m in plans] == list(range(len(plans)))
