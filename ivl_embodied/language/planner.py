@@ -283,7 +283,7 @@ class LanguagePlanner(nn.Module):
 
 
 def plan_candidates(planner: LanguagePlanner, views, instruction: str, settings: GenerationSettings,
-                    restriction: PlanRestriction | None = None, samples: int = 8):
+                    restriction: PlanRestriction | None = None, samples: int = 8, cancelled=None):
     """Plans for one frame, best first (a generator: nothing past what the caller takes is decoded).
 
     ``views``: ``(embeddings, mirrored)`` pairs, the frame as encoded first; ``embeddings`` may be a
@@ -293,7 +293,8 @@ def plan_candidates(planner: LanguagePlanner, views, instruction: str, settings:
     back (:func:`~ivl_embodied.plan.schema.mirror_plan`). First the greedy plan of the first view; then
     every other view's greedy plan and ``samples`` sampled plans per view (temperature 1, seeds
     0..samples-1), without repeats, ranked by the model's own log-probability: the alternatives
-    InternVL3.5's parallel thinking draws, for a critic (the executor's scene check) to choose from."""
+    InternVL3.5's parallel thinking draws, for a critic (the executor's scene check) to choose from.
+    ``cancelled()`` (optional) is asked before each decoding; once true, nothing more is yielded."""
     from dataclasses import replace
 
     from ivl_embodied.plan.schema import format_plan, mirror_plan
@@ -326,6 +327,8 @@ def plan_candidates(planner: LanguagePlanner, views, instruction: str, settings:
         if visual is None:
             continue
         for how in (sampled if k == 0 else [settings, *sampled]):
+            if cancelled is not None and cancelled():
+                return
             out = decode(visual, mirrored, how)
             if out is not None and out.text not in seen:
                 seen.add(out.text)

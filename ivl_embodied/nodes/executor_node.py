@@ -55,7 +55,8 @@ class ExecutorNode(NodeBase):
         "task_topic": "/ivl/task",  # follow-up requests to the planner (alternatives, retries)
         "max_attempts": 3,  # executions of a task whose goal a fresh frame does not show, then FAILED
         "max_candidates": 17,  # plans tried per frame (greedy, 8 sampled, the mirrored view's 1 + 8)
-        "plan_wait_s": 10.0,  # how long to wait for the planner's answer to a follow-up request
+        "plan_wait_s": 60.0,  # how long to wait for the planner's answer to a follow-up request (the first
+        # alternative costs the planner all of them: 17 decodings, about 12 s on a 2-core CPU)
         "base_frame": "base_link",
     }
 
@@ -170,7 +171,6 @@ class ExecutorNode(NodeBase):
         from ivl_embodied.transport.convert import msg_to_plan
 
         task_id, msg, attempt, candidate, executed = first.task_id, first, 1, 0, 0
-        frames: dict[int, object] = {}  # the attempt's frame, kept while its alternatives are tried
         max_attempts, max_candidates = int(self.params["max_attempts"]), int(self.params["max_candidates"])
         try:
             while True:
@@ -180,9 +180,12 @@ class ExecutorNode(NodeBase):
                     report, plan_text = None, f"malformed plan: {e}"
                 else:
                     try:
-                        image_ns = stamp_to_ns(msg.embedding_stamp)
-                        obs = frames.get(image_ns) or self._observation(image_ns)
-                        frames = {image_ns: obs}
+                        # An alternative is grounded in the newest frame: nothing moved since its own frame (the
+                        # plans before it were refused before any motion), its boxes still name the same places,
+                        # the scene check sees the scene as it is now, and a slow planner's alternatives do not
+                        # go stale while they are decoded.
+                        obs = (self.robot.fresh_observation() if candidate > 0
+                               else self._observation(stamp_to_ns(msg.embedding_stamp)))
                     except RobotUnavailable as e:
                         self.status(task_id, "FAILED" if executed else "REJECTED", f"cannot ground the plan: {e}",
                                     reason="no_observation", attempt=attempt)
@@ -212,6 +215,9 @@ class ExecutorNode(NodeBase):
                                                           f"planning again from a new frame", attempt=attempt)
                         nxt = (attempt + 1, 0)
                 if nxt is not None:
+                    if nxt[0] == attempt:
+                        self.status(task_id, "EXECUTING", f"candidate {candidate + 1} refused before moving ({why}); "
+                                                          f"asking the planner for another plan", attempt=attempt)
                     answer = self._ask(msg, *nxt, not_before)
                     if answer is not None and len(answer.steps) > 0:
                         msg, (attempt, candidate) = answer, nxt

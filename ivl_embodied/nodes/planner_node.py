@@ -190,6 +190,12 @@ class PlannerNode(NodeBase):
                 self.mirrored = (visual, stamp_to_ns(msg.header.stamp))
                 self.mirrored_cv.notify_all()
 
+    def ask_mirrored(self, emb_header) -> None:
+        """Ask the vision node for the mirrored frame now (it is encoded while other plans decode)."""
+        stamp = stamp_to_ns(emb_header.stamp)
+        if self.mirror_request is not None and not (self.mirrored is not None and self.mirrored[1] == stamp):
+            self.mirror_request.publish(header(stamp, emb_header.frame_id))
+
     def mirrored_view(self, emb_header):
         """The embeddings of the frame ``emb_header`` names, flipped left-right: asked of the vision node
         and awaited up to ``mirror_wait_s`` (None if they do not come)."""
@@ -197,7 +203,7 @@ class PlannerNode(NodeBase):
         have = lambda: self.mirrored is not None and self.mirrored[1] == stamp  # noqa: E731
         with self.mirrored_cv:
             if not have():
-                self.mirror_request.publish(header(stamp, emb_header.frame_id))
+                self.ask_mirrored(emb_header)
                 self.mirrored_cv.wait_for(have, timeout=float(self.params["mirror_wait_s"]))
             if have():
                 return self.mirrored[0]
@@ -281,7 +287,8 @@ class PlannerNode(NodeBase):
         if self.mirror_request is not None:
             views.append((lambda: self.mirrored_view(emb_header), True))
         t0 = time.perf_counter()
-        gen = plan_candidates(self.planner, views, words, self.settings, restriction, self.params["samples"])
+        gen = plan_candidates(self.planner, views, words, self.settings, restriction, self.params["samples"],
+                              cancelled=self.stopping.is_set)
         first = next(gen)
         self.logger.info("task %s attempt %d planned in %.0f ms: %s", msg.task_id, attempt,
                          1e3 * (time.perf_counter() - t0), first.text)
@@ -301,6 +308,8 @@ class PlannerNode(NodeBase):
             return self.no_plan(msg, f"no plans kept for task {msg.task_id!r} attempt {attempt} "
                                      f"(the planner keeps the newest {KEPT_TASKS} attempts)")
         served = entry["served"]
+        if len(served) == 1:  # the first alternative asked for: the second view is wanted soon
+            self.ask_mirrored(entry["header"])
         while len(served) <= candidate:
             out = next(entry["gen"], None)
             if out is None:

@@ -43,7 +43,7 @@ class VisionNode(NodeBase):
         "embedding_topic": "/ivl/visual_embeddings",
         "mirrored_topic": "/ivl/visual_embeddings_mirrored",  # "" = never encode a mirrored frame
         "mirror_request_topic": "/ivl/vision/mirror_request",
-        "kept_frames": 8,  # frames kept (by stamp) for mirror requests
+        "kept_frames": 30,  # frames kept (by stamp) for mirror requests: 15 s at 2 Hz
         "rate_hz": 2.0,
         "max_input_age_s": 2.0,
     }

@@ -92,10 +92,11 @@ def test_refused_then_missed_then_done_is_succeeded_on_attempt_2(executor_node):
     assert [(r.attempt, r.candidate) for r in requests] == [(1, 1), (2, 0)]
     assert stamp_to_ns(requests[1].not_before) == 7_000_000_000  # plan again from a frame after the miss
     assert statuses[-1][:3] == (S.STATE_SUCCEEDED, 2, "")
-    assert [s[:2] for s in statuses[:-1]] == [(S.STATE_EXECUTING, 1)] * 3 + [(S.STATE_EXECUTING, 2)]
-    assert "attempt 1 missed its goal" in statuses[2][3]
-    # each plan grounded in the frame it was made from
-    assert [stamp for _, stamp in executor_node.executor.plans] == [1.0, 2.0, 2.0]
+    assert [s[:2] for s in statuses[:-1]] == [(S.STATE_EXECUTING, 1)] * 4 + [(S.STATE_EXECUTING, 2)]
+    assert "candidate 1 refused before moving" in statuses[1][3] and "asking the planner" in statuses[1][3]
+    assert "attempt 1 missed its goal" in statuses[3][3]
+    # a first plan is grounded in the frame it was made from; an alternative in the newest frame (nothing moved)
+    assert [stamp for _, stamp in executor_node.executor.plans] == [1.0, 7.0, 2.0]
 
 
 def test_no_alternative_passing_the_scene_check_is_rejected_without_motion(executor_node):
