@@ -20,7 +20,7 @@ FRAMES: dict[str, dict[str, tuple[str, ...]]] = {  # goal -> {"train": ..., "hel
     "place_in": {
         "train": ("put the {o} in the {t}", "place the {o} into the {t}", "move the {o} to the {t}",
                   "can you put the {o} inside the {t}", "the {o} goes in the {t}", "drop the {o} into the {t}",
-                  "I'd like the {o} in the {t}", "{o} -> {t}", "{o} into {t}"),
+                  "the {o} has to go in the {t}", "{o} -> {t}", "{o} into {t}"),
         "held_out": ("could you tuck the {o} away in the {t}", "stash the {o} inside the {t}",
                      "the {t} needs the {o} in it", "would you mind dropping the {o} into the {t}",
                      "{o} in the {t}, please", "load the {o} into the {t}"),
@@ -28,7 +28,7 @@ FRAMES: dict[str, dict[str, tuple[str, ...]]] = {  # goal -> {"train": ..., "hel
     "stack": {
         "train": ("stack the {o} on the {t}", "put the {o} on top of the {t}", "place the {o} onto the {t}",
                   "set the {o} on the {t}", "can you stack the {o} on the {t}", "{o} on {t}",
-                  "I want the {o} on top of the {t}"),
+                  "the {o} goes on top of the {t}"),
         "held_out": ("balance the {o} on top of the {t}", "could you pile the {o} onto the {t}",
                      "the {o} belongs on top of the {t}", "make a stack: the {o} over the {t}",
                      "{o} atop the {t}, please"),

@@ -6,9 +6,12 @@ split uses phrasings never seen in training. A from-scratch model keys on whole 
 is shown that what decides the plan is *which* objects are named, in which order: the first
 colour-shape phrase is the object, the second the target, and the target's kind sets the action
 (bowl/tray: pick + place; cube/cylinder: stack, i.e. pick + place; zone: push). So a fraction of
-instructions is rewritten with another train template of the same goal type, or with a random
-frame of neutral words around the two phrases. The word lists deliberately share no word with the
-held-out templates (``tests/rl/test_augment.py`` checks it), so held-out phrasings stay unseen.
+instructions is rewritten with another train template of the same goal type, with an operator's
+phrasing (the paraphrase generator's training frames and the vocabulary's synonyms: *crimson
+block*, *marble*, *dish* ...), or with a random frame of neutral words around the two phrases. The
+word lists deliberately share no word with the held-out templates or with the held-out frames and
+words of the unseen-phrasing suite (``tests/train/test_augment.py`` checks it), so held-out phrasings
+stay unseen.
 
 **Retargeted tasks** (:func:`retarget`). Each rendered scene comes with one task, so a model can
 learn *this image → these boxes* without reading which objects the instruction names; on unseen
@@ -128,8 +131,11 @@ def _phrase(entity: dict) -> str:
 
 
 def paraphrase(goal: dict, instruction: str, rng: np.random.Generator, prob: float) -> str:
-    """``instruction`` unchanged with probability ``1 - prob``; otherwise a train-template or a
-    random-frame rewording of ``goal`` (a task goal dict) naming the same object, then target."""
+    """``instruction`` unchanged with probability ``1 - prob``; otherwise a rewording of ``goal`` (a task
+    goal dict) naming the same object, then target: a train template (40%), an operator's phrasing from
+    :func:`ivl_embodied.language.paraphrase.paraphrase` with its training frames and the vocabulary's
+    synonyms (30%), or a random frame of neutral words (30%)."""
+    from ivl_embodied.language.paraphrase import paraphrase as operator_phrasing
     from ivl_embodied.sim.tasks import TEMPLATES
 
     if not 0.0 <= prob <= 1.0:
@@ -137,9 +143,13 @@ def paraphrase(goal: dict, instruction: str, rng: np.random.Generator, prob: flo
     if rng.random() >= prob:
         return instruction
     obj, tgt = _phrase(goal["object"]), _phrase(goal["target"])
-    if rng.random() < 0.5:
+    kind = rng.random()
+    if kind < 0.4:
         template = str(rng.choice(TEMPLATES[goal["type"]][0]))
         return template.format(obj=obj, tgt=tgt)
+    if kind < 0.7:
+        return operator_phrasing(goal["type"], (goal["object"]["color"], goal["object"]["shape"]),
+                                 (goal["target"]["color"], goal["target"]["shape"]), rng, held_out=False)
     text = (f"{rng.choice(PREFIXES)}{rng.choice(VERBS)} the {obj} {rng.choice(LINKS)} the {tgt}"
             f"{rng.choice(SUFFIXES)}")
     return text[0].upper() + text[1:] if rng.random() < 0.3 else text
