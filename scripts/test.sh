@@ -5,6 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Test-only Debian packages: Debian 12's Cyclone DDS (C library with the DDS Security plugins, idlc,
+# headers) and a C compiler, for tests/transport/test_security.py's enforcement test.
+TEST_DEBS="cyclonedds-dev cyclonedds-tools gcc libc6-dev openssl"
+missing=""
+for p in $TEST_DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  SUDO=""; if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  echo "[test] apt-get install$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 python3 -m ruff check .
 set +e
