@@ -87,7 +87,8 @@ class ExecutorNode(NodeBase):
                                                       QosProfile("reliable", 1, "transient_local"))
         self.publish_estop_state()
         self.watchdog = Watchdog(self.node, self.NAME, self.status, p["status_topic"], p["heartbeat_topic"],
-                                 "planner", p["planner_heartbeat_topic"], float(p["watchdog_timeout_s"]))
+                                 "planner", p["planner_heartbeat_topic"], float(p["watchdog_timeout_s"]),
+                                 task_topic=p["task_topic"])
         if self.gate.estopped:
             self.logger.error("E-STOP still latched: %s; every motion is refused until %s false",
                               self.gate.estop_reasons()[0], p["estop_topic"])

@@ -250,6 +250,10 @@ class PlannerNode(NodeBase):
         if len(instruction) > self.params["max_instruction_chars"]:
             return refuse(f"instruction of {len(instruction)} characters; at most max_instruction_chars="
                           f"{self.params['max_instruction_chars']} are read", "bad_instruction")
+        try:
+            build_prompt(instruction, 1)  # chat-template special tokens are never an operator's words
+        except ValueError as e:
+            return refuse(str(e), "bad_instruction")
         restriction, words = None, instruction
         if self.params["read_instructions"]:
             task = read_instruction(instruction)
@@ -257,10 +261,6 @@ class PlannerNode(NodeBase):
                 return refuse(task.message, task.reason)
             words = task.instruction
             restriction = PlanRestriction.for_task(task.goal, task.object, task.target)
-        try:
-            build_prompt(words, 1)  # special tokens and the like, refused before any decoding
-        except ValueError as e:
-            return refuse(str(e), "bad_instruction")
         if candidate > 0:
             return self.next_candidate(msg, attempt, candidate)
         if self.latest is None:

@@ -55,7 +55,7 @@ class Watchdog:
     for orphaned tasks, through ``status``."""
 
     def __init__(self, node, name: str, status: StatusPublisher, status_topic: str, own_topic: str,
-                 watched: str, watched_topic: str, timeout_s: float):
+                 watched: str, watched_topic: str, timeout_s: float, task_topic: str = ""):
         from ivl_embodied.nodes.watchdog import TaskWatch, beat_id, incarnation
 
         self.status, self.name = status, name
@@ -65,6 +65,8 @@ class Watchdog:
         node.create_timer(0.1, lambda: beats.publish(header(time.time_ns(), self.own)))
         node.create_subscription("std_msgs/msg/Header", watched_topic, self.on_beat)
         node.create_subscription(STATUS, status_topic, self.on_status)
+        if task_topic:  # the planner's tasks begin with the request, before it says anything
+            node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", task_topic, self.on_request)
         node.create_timer(0.25, self.check)
 
     def on_beat(self, msg) -> None:
@@ -76,6 +78,11 @@ class Watchdog:
 
     def on_status(self, msg) -> None:
         self.watch.status(msg.task_id, state_name(msg.state), int(msg.attempt), time.monotonic())
+
+    def on_request(self, msg) -> None:
+        """An operator's task request (not a follow-up): the planner owes it a status."""
+        if int(msg.attempt) <= 1 and int(msg.candidate) == 0 and msg.task_id not in self.watch.tasks:
+            self.watch.status(msg.task_id, "RECEIVED", 1, time.monotonic())
 
     def check(self) -> None:
         for task_id, attempt, why in self.watch.orphans(time.monotonic()):

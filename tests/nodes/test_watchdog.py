@@ -66,3 +66,24 @@ def test_the_executor_fails_the_tasks_of_a_planner_that_died(loopback_dds):
         assert (msg.task_id, msg.state, msg.reason, msg.attempt) == ("t", S.STATE_FAILED, "node_lost", 1)
     finally:
         node.shutdown()
+
+
+def test_a_task_sent_to_a_dead_planner_still_ends(loopback_dds):
+    """Nobody says anything about a task whose planner is not running, unless the executor does."""
+    from ivl_embodied.nodes.executor_node import ExecutorNode
+
+    node = ExecutorNode.create({"watchdog_timeout_s": 0.3})
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+    sent = []
+    node.status.publisher.publish = sent.append
+    try:
+        Request = msg_type("ivl_embodied_msgs/msg/TaskRequest")
+        node.watchdog.on_request(Request(task_id="lost", instruction="put the red cube in the green bowl"))
+        node.watchdog.on_request(Request(task_id="mine", instruction="x", attempt=2))  # a follow-up: not watched
+        time.sleep(0.4)
+        node.watchdog.check()
+        ((msg),) = sent
+        assert (msg.task_id, msg.state, msg.reason) == ("lost", S.STATE_FAILED, "node_lost")
+        assert "no planner node is running" in msg.message
+    finally:
+        node.shutdown()
