@@ -94,7 +94,10 @@ class Driver:
         n = self.node
         self.plan_pub = n.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "/ivl/plan")
         self.task_pub = n.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "/ivl/task")
-        n.create_subscription("ivl_embodied_msgs/msg/TaskStatus", "/ivl/task_status", self.statuses.append)
+        from ivl_embodied.nodes.status import STATUS_QOS
+
+        n.create_subscription("ivl_embodied_msgs/msg/TaskStatus", "/ivl/task_status", self.statuses.append,
+                              STATUS_QOS)
         n.create_subscription("sensor_msgs/msg/Image", "/camera/color/image_raw", self.frames.append, "sensor_data")
         n.create_subscription("std_msgs/msg/Bool", "/ivl/sim/goal_reached", lambda m: self.goal.append(bool(m.data)))
         n.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", "/ivl/visual_embeddings",

@@ -175,6 +175,10 @@ class ExecutorNode(NodeBase):
         max_attempts, max_candidates = int(self.params["max_attempts"]), int(self.params["max_candidates"])
         try:
             while True:
+                if self.gate.estopped:  # before anything else: no frame, no grounding, nothing
+                    self.status(task_id, "FAILED" if executed else "REJECTED",
+                                f"plan refused: {self.gate.estop_reasons()[0]}", reason="estop", attempt=attempt)
+                    return
                 try:
                     plan_text = format_plan(msg_to_plan(msg))
                 except ValueError as e:

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 
-from ivl_embodied.nodes.status import STATUS, TERMINAL, state_name
+from ivl_embodied.nodes.status import STATUS, STATUS_QOS, TERMINAL, state_name
 from ivl_embodied.transport import make_node, msg_type
 from ivl_embodied.transport.convert import header
 
@@ -54,7 +54,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         pub = node.create_publisher("ivl_embodied_msgs/msg/TaskRequest", ns.task_topic)
         statuses: list = []
-        node.create_subscription(STATUS, ns.status_topic, statuses.append)
+        node.create_subscription(STATUS, ns.status_topic, statuses.append, STATUS_QOS)
         try:
             node.wait_for_subscribers(ns.task_topic, ns.wait_subscribers)
         except TimeoutError:

@@ -123,6 +123,8 @@ class PlannerNode(NodeBase):
         """Subscription callback: queue the request, or refuse it at once when the queue is full."""
         try:
             self.inbox.put_nowait(msg)
+            if msg.attempt <= 1 and msg.candidate == 0:  # acknowledged: the watchdogs know the planner has it
+                self.status(msg.task_id, "RECEIVED", msg.instruction[:200], attempt=1)
         except queue.Full:
             why = f"the planner has {self.inbox.qsize()} requests waiting (max_queued_tasks)"
             if msg.attempt > 1 or msg.candidate > 0:

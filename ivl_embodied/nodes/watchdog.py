@@ -1,7 +1,10 @@
 """Every accepted task ends in a final state, also when the node handling it dies.
 
-A task in progress belongs to one node: RECEIVED / PLANNING to the planner, PLANNED / EXECUTING to
-the executor (the plan is on its way there). Each node beats a heartbeat (``std_msgs/Header`` at
+A task in progress belongs to one node: REQUESTED (an operator sent it; the executor watches
+the task topic too), RECEIVED (the planner queued it) and PLANNING to the planner, PLANNED / EXECUTING
+to the executor (the plan is on its way there). A REQUESTED task the planner does not acknowledge
+within ``timeout_s`` is lost even while the planner beats: it was not listening (not yet matched,
+restarting). Each node beats a heartbeat (``std_msgs/Header`` at
 10 Hz, ``frame_id`` = ``node/incarnation``, a new incarnation per process start). The planner
 watches the executor's tasks and the executor the planner's: a task whose owner has been silent for
 ``timeout_s``, or whose owner came back as a new incarnation (it was restarted and forgot the
@@ -18,7 +21,8 @@ import uuid
 from dataclasses import dataclass
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
-OWNER = {"RECEIVED": "planner", "PLANNING": "planner", "PLANNED": "executor", "EXECUTING": "executor"}
+OWNER = {"REQUESTED": "planner", "RECEIVED": "planner", "PLANNING": "planner", "PLANNED": "executor",
+         "EXECUTING": "executor"}
 
 
 def incarnation() -> str:
@@ -67,6 +71,8 @@ class TaskWatch:
             self.tasks.pop(task_id, None)  # ended, or now someone else's
             return
         old = self.tasks.get(task_id)
+        if state == "REQUESTED" and old is not None:
+            return  # the planner said something already (statuses and requests race)
         if old is not None and old.state == state and old.attempt == attempt:
             return  # the same progress again (e.g. a second EXECUTING of one attempt): the clock runs on
         self.tasks[task_id] = _Task(state, owner, now, self.current, attempt)
@@ -78,7 +84,10 @@ class TaskWatch:
         out = []
         for task_id, t in list(self.tasks.items()):
             heard = self.last_beat if self.last_beat is not None else None
-            if t.incarnation is not None and self.current is not None and self.current != t.incarnation:
+            if t.state == "REQUESTED" and now - t.since > self.timeout_s:
+                why = (f"the {self.watched} node did not acknowledge the task within {self.timeout_s:.1f} s "
+                       f"(not running, restarting, or not yet connected); send it again")
+            elif t.incarnation is not None and self.current is not None and self.current != t.incarnation:
                 why = (f"the {self.watched} node restarted while the task was {t.state} (it forgets tasks in "
                        f"progress); send the task again")
             elif heard is None and now - t.since > self.timeout_s:

@@ -32,6 +32,20 @@ def test_a_restarted_owner_fails_the_tasks_it_forgot_at_once():
     assert task == "t" and "restarted while the task was PLANNING" in why
 
 
+def test_a_request_the_planner_never_acknowledged_is_lost_even_while_it_beats():
+    w = TaskWatch("planner", timeout_s=2.0)
+    w.beat("p", 0.0)
+    w.status("heard", "REQUESTED", 1, 0.0)
+    w.status("missed", "REQUESTED", 1, 0.0)
+    w.status("heard", "RECEIVED", 1, 0.5)  # the planner queued it
+    w.status("heard", "REQUESTED", 1, 0.6)  # a late copy of the request changes nothing
+    for t in (1.0, 2.0, 2.9):
+        w.beat("p", t)
+    ((task, _, why),) = w.orphans(3.0)
+    assert task == "missed" and "did not acknowledge" in why
+    assert w.orphans(3.0) == []
+
+
 def test_ended_or_handed_over_tasks_are_not_failed():
     w = TaskWatch("executor", timeout_s=1.0)
     w.status("done", "EXECUTING", 1, 0.0)
@@ -84,6 +98,6 @@ def test_a_task_sent_to_a_dead_planner_still_ends(loopback_dds):
         node.watchdog.check()
         ((msg),) = sent
         assert (msg.task_id, msg.state, msg.reason) == ("lost", S.STATE_FAILED, "node_lost")
-        assert "no planner node is running" in msg.message
+        assert "did not acknowledge the task" in msg.message
     finally:
         node.shutdown()
