@@ -51,8 +51,11 @@ class GenerationSettings:
     top_k: int = 0
     seed: int | None = None
     constrained: bool = True
+    max_time_s: float | None = None  # stop decoding after this long (the plan is then None, stopped "max_time")
 
     def __post_init__(self) -> None:
+        if self.max_time_s is not None and not self.max_time_s > 0:
+            raise ValueError(f"max_time_s must be > 0 or None, got {self.max_time_s!r}")
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
             raise ValueError(f"max_new_tokens must be an int in 1..8192, got {self.max_new_tokens!r}")
         if not self.temperature >= 0.0:
@@ -67,7 +70,7 @@ class PlanOutput:
     token_ids: tuple[int, ...]
     plan: Plan | None = None
     error: str | None = None
-    stopped: str = "eos"  # "eos" | "plan_complete" | "max_new_tokens"
+    stopped: str = "eos"  # "eos" | "plan_complete" | "max_new_tokens" | "max_time"
     timings: dict[str, float] = field(default_factory=dict)  # prefill_ms, decode_ms, prompt_tokens
     logprob: float = 0.0  # sum of the model's log-probabilities of the generated tokens (ranks candidates)
 
@@ -236,6 +239,9 @@ class LanguagePlanner(nn.Module):
         logprob = 0.0
         stopped = "max_new_tokens"
         for step in range(settings.max_new_tokens):
+            if settings.max_time_s is not None and time.perf_counter() - t0 > settings.max_time_s:
+                stopped = "max_time"
+                break
             scores = self._scores(logits, settings, gen)
             if constraint is not None:
                 tok, state = constraint.choose(scores, state, settings.max_new_tokens - step)
@@ -258,6 +264,9 @@ class LanguagePlanner(nn.Module):
         t_end = time.perf_counter()
         timings = {"prefill_ms": 1e3 * (t_prefill - t0), "decode_ms": 1e3 * (t_end - t_prefill),
                    "prompt_tokens": float(ids.shape[1])}
+        if stopped == "max_time":
+            why = f"planning stopped after {t_end - t0:.1f} s (max_time_s={settings.max_time_s})"
+            return PlanOutput(text, tuple(tokens), None, why, stopped, timings, logprob)
         try:
             return PlanOutput(text, tuple(tokens), parse_plan(text), None, stopped, timings, logprob)
         except PlanParseError as e:

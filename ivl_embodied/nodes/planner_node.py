@@ -21,8 +21,9 @@ says why; the executor owns the task's final status from the first plan on.
 
 Requests are queued (at most ``max_queued_tasks``; beyond that a task is REJECTED ``busy`` at once)
 and planned one by one on a worker thread, so a burst never drops a task unanswered and the
-embeddings keep flowing while the model decodes. Planning time is bounded by ``max_new_tokens``
-and ``max_instruction_chars``; an exception while planning ends the task FAILED ``internal_error``.
+embeddings keep flowing while the model decodes. Planning time is bounded by ``max_planning_s``
+(and ``max_new_tokens``, ``max_instruction_chars``); an exception while planning ends the task
+FAILED ``internal_error``.
 Tasks the executor was handling when it died or restarted are FAILED ``node_lost``
 (:mod:`ivl_embodied.nodes.watchdog`); the executor does the same for the planner's.
 """
@@ -51,6 +52,7 @@ class PlannerNode(NodeBase):
         "checkpoint": "default",
         "device": "cpu",
         "max_new_tokens": 160,
+        "max_planning_s": 20.0,  # decoding one plan stops after this long: FAILED planning_timeout
         "embedding_topic": "/ivl/visual_embeddings",
         "mirrored_embedding_topic": "/ivl/visual_embeddings_mirrored",  # "" = plan on the frame only
         "mirror_request_topic": "/ivl/vision/mirror_request",
@@ -84,7 +86,8 @@ class PlannerNode(NodeBase):
                 raise ValueError(f"{name} must be an int >= {0 if name == 'samples' else 1}, got {p[name]!r}")
         dtype = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
         self.planner = load_language(resolve_checkpoint(p["checkpoint"], "language"), dtype=dtype, device=p["device"])
-        self.settings = GenerationSettings(max_new_tokens=p["max_new_tokens"])
+        self.settings = GenerationSettings(max_new_tokens=p["max_new_tokens"],
+                                           max_time_s=float(p["max_planning_s"]) or None)
         self.encoder_id = expected_encoder_id(p["encoder_id"], p["checkpoint"])
         self.latest = None  # (VisualEmbeddings, header of their message, monotonic receipt time)
         self.mirrored = None  # (VisualEmbeddings, stamp ns) of the newest mirrored frame
@@ -295,8 +298,9 @@ class PlannerNode(NodeBase):
         self.logger.info("task %s attempt %d planned in %.0f ms: %s", msg.task_id, attempt,
                          1e3 * (time.perf_counter() - t0), first.text)
         if first.plan is None:
-            self.status(msg.task_id, "FAILED", f"unparseable plan {first.text!r}: {first.error}",
-                        reason="unparseable_plan", attempt=attempt)
+            timeout = first.stopped == "max_time"
+            self.status(msg.task_id, "FAILED", first.error if timeout else f"unparseable plan {first.text!r}: "
+                        f"{first.error}", reason="planning_timeout" if timeout else "unparseable_plan", attempt=attempt)
             return
         self.tasks[(msg.task_id, attempt)] = {"gen": gen, "served": [first], "header": emb_header}
         while len(self.tasks) > KEPT_TASKS:

@@ -72,3 +72,16 @@ def test_a_view_that_cannot_be_had_is_skipped():
     outs = list(plan_candidates(FakePlanner(), [(100, False), (lambda: None, True)], "x", GenerationSettings(),
                                 samples=4))
     assert [o.text for o in outs] == [format_plan(_plan(100)), format_plan(_plan(110))]
+
+
+def test_decoding_stops_at_the_time_limit_with_no_plan(tiny_planner):
+    import torch
+
+    visual = torch.randn(6, 64) * 3
+    out = tiny_planner.generate(visual, "put the red cube in the green bowl",
+                                GenerationSettings(max_new_tokens=120, max_time_s=1e-9))
+    assert out.plan is None and out.stopped == "max_time" and "max_time_s=1e-09" in out.error
+    full = tiny_planner.generate(visual, "put the red cube in the green bowl", GenerationSettings(max_new_tokens=120))
+    assert full.plan is not None and full.stopped != "max_time"
+    with pytest.raises(ValueError, match="max_time_s must be > 0"):
+        GenerationSettings(max_time_s=0.0)
