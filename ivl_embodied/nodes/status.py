@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 
+from ivl_embodied.nodes.watchdog import TERMINAL as TERMINAL  # one list of final states, re-exported
+from ivl_embodied.nodes.watchdog import TaskWatch, beat_id, incarnation, parse_beat
 from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import header
 
 STATUS = "ivl_embodied_msgs/msg/TaskStatus"
-TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
 STATUS_QOS = QosProfile("reliable", 256, "volatile")
 """Publishers and readers of task status keep 256 samples: a burst of refusals must not push out statuses
 a slow reader has not taken yet (keep-last 10 lost 39 of 100 in the fault suite)."""
@@ -59,8 +60,6 @@ class Watchdog:
 
     def __init__(self, node, name: str, status: StatusPublisher, status_topic: str, own_topic: str,
                  watched: str, watched_topic: str, timeout_s: float, task_topic: str = ""):
-        from ivl_embodied.nodes.watchdog import TaskWatch, beat_id, incarnation
-
         self.status, self.name = status, name
         self.watch = TaskWatch(watched, timeout_s)
         self.own = beat_id(name, incarnation())
@@ -73,8 +72,6 @@ class Watchdog:
         node.create_timer(0.25, self.check)
 
     def on_beat(self, msg) -> None:
-        from ivl_embodied.nodes.watchdog import parse_beat
-
         parsed = parse_beat(msg.frame_id)
         if parsed is not None:
             self.watch.beat(parsed[1], time.monotonic())

@@ -41,8 +41,7 @@ def parse_beat(frame_id: str) -> tuple[str, str] | None:
 
 @dataclass
 class _Task:
-    state: str
-    owner: str  # "planner" | "executor"
+    state: str  # owned by the watched node (OWNER)
     since: float  # when the watcher saw this state
     incarnation: str | None  # the owner's incarnation when the state was seen (None: none seen yet)
     attempt: int
@@ -66,8 +65,7 @@ class TaskWatch:
 
     def status(self, task_id: str, state: str, attempt: int, now: float) -> None:
         """A status seen on the status topic (any publisher)."""
-        owner = OWNER.get(state)
-        if state in TERMINAL or owner != self.watched:
+        if state in TERMINAL or OWNER.get(state) != self.watched:
             self.tasks.pop(task_id, None)  # ended, or now someone else's
             return
         old = self.tasks.get(task_id)
@@ -75,15 +73,14 @@ class TaskWatch:
             return  # the planner said something already (statuses and requests race)
         if old is not None and old.state == state and old.attempt == attempt:
             return  # the same progress again (e.g. a second EXECUTING of one attempt): the clock runs on
-        self.tasks[task_id] = _Task(state, owner, now, self.current, attempt)
+        self.tasks[task_id] = _Task(state, now, self.current, attempt)
         while len(self.tasks) > self.max_tasks:
             self.tasks.pop(next(iter(self.tasks)))
 
     def orphans(self, now: float) -> list[tuple[str, int, str]]:
         """(task_id, attempt, why) of every task whose owner went away; they are forgotten here."""
-        out = []
+        out, heard = [], self.last_beat
         for task_id, t in list(self.tasks.items()):
-            heard = self.last_beat if self.last_beat is not None else None
             if t.state == "REQUESTED" and now - t.since > self.timeout_s:
                 why = (f"the {self.watched} node did not acknowledge the task within {self.timeout_s:.1f} s "
                        f"(not running, restarting, or not yet connected); send it again")
