@@ -129,11 +129,7 @@ class PlannerNode(NodeBase):
             if msg.attempt <= 1 and msg.candidate == 0:  # acknowledged: the watchdogs know the planner has it
                 self.status(msg.task_id, "RECEIVED", msg.instruction[:200], attempt=1)
         except queue.Full:
-            why = f"the planner has {self.inbox.qsize()} requests waiting (max_queued_tasks)"
-            if msg.attempt > 1 or msg.candidate > 0:
-                self.no_plan(msg, why)
-            else:
-                self.status(msg.task_id, "REJECTED", why, reason="busy", attempt=max(1, int(msg.attempt)))
+            self.refuse(msg, f"the planner has {self.inbox.qsize()} requests waiting (max_queued_tasks)", "busy")
 
     def serve(self) -> None:
         """Worker thread: plan queued requests one by one; nothing raised here ends the node."""
@@ -146,11 +142,7 @@ class PlannerNode(NodeBase):
                 self.on_task(msg)
             except Exception as e:
                 self.logger.exception("task %s: planning raised", msg.task_id)
-                why = f"planning raised {type(e).__name__}: {e}"
-                if msg.attempt > 1 or msg.candidate > 0:
-                    self.no_plan(msg, why)
-                else:
-                    self.status(msg.task_id, "FAILED", why, reason="internal_error", attempt=max(1, int(msg.attempt)))
+                self.refuse(msg, f"planning raised {type(e).__name__}: {e}", "internal_error", state="FAILED")
 
     # -- embeddings ------------------------------------------------------------------------------
     def _validated(self, msg, topic: str):
@@ -227,6 +219,14 @@ class PlannerNode(NodeBase):
                                       f"{self.params['fresh_image_wait_s']:.1f} s")
 
     # -- tasks -----------------------------------------------------------------------------------
+    def refuse(self, msg, message: str, reason: str, state: str = "REJECTED") -> None:
+        """End a request: an operator's with a final status, the executor's follow-up with an empty plan
+        (the executor owns the task's final status from the first plan on)."""
+        if msg.attempt > 1 or msg.candidate > 0:
+            self.no_plan(msg, message)
+        else:
+            self.status(msg.task_id, state, message, reason=reason, attempt=1)
+
     def no_plan(self, request, why: str) -> None:
         """Answer a follow-up request that cannot be served: a plan without steps, saying why."""
         self.logger.warning("task %s attempt %d candidate %d: %s", request.task_id, request.attempt,
@@ -242,36 +242,30 @@ class PlannerNode(NodeBase):
 
         task_id, instruction = msg.task_id, msg.instruction
         attempt, candidate = max(1, int(msg.attempt)), int(msg.candidate)
-        follow_up = attempt > 1 or candidate > 0
-
-        def refuse(message: str, reason: str) -> None:
-            if follow_up:
-                self.no_plan(msg, message)
-            else:
-                self.status(task_id, "REJECTED", message, reason=reason, attempt=attempt)
 
         if not instruction.strip():
-            return refuse("empty instruction", "bad_instruction")
+            return self.refuse(msg, "empty instruction", "bad_instruction")
         if len(instruction) > self.params["max_instruction_chars"]:
-            return refuse(f"instruction of {len(instruction)} characters; at most max_instruction_chars="
-                          f"{self.params['max_instruction_chars']} are read", "bad_instruction")
+            return self.refuse(msg, f"instruction of {len(instruction)} characters; at most "
+                               f"max_instruction_chars={self.params['max_instruction_chars']} are read",
+                               "bad_instruction")
         try:
             build_prompt(instruction, 1)  # chat-template special tokens are never an operator's words
         except ValueError as e:
-            return refuse(str(e), "bad_instruction")
+            return self.refuse(msg, str(e), "bad_instruction")
+        if candidate > 0:  # the attempt's plans were made from its words when it began
+            return self.next_candidate(msg, attempt, candidate)
         restriction, words = None, instruction
         if self.params["read_instructions"]:
             task = read_instruction(instruction)
             if isinstance(task, Refusal):
-                return refuse(task.message, task.reason)
+                return self.refuse(msg, task.message, task.reason)
             words = task.instruction
             restriction = PlanRestriction.for_task(task.goal, task.object, task.target)
-        if candidate > 0:
-            return self.next_candidate(msg, attempt, candidate)
         if self.latest is None:
             why = f"; the last were dropped: {self.rejected}" if self.rejected else ""
-            return refuse(f"no valid visual embeddings received on {self.params['embedding_topic']}{why}",
-                          "no_embeddings")
+            return self.refuse(msg, f"no valid visual embeddings received on {self.params['embedding_topic']}{why}",
+                               "no_embeddings")
         visual, emb_header, received = self.latest
         not_before = stamp_to_ns(msg.not_before)
         if not_before and stamp_to_ns(emb_header.stamp) < not_before:
@@ -280,8 +274,8 @@ class PlannerNode(NodeBase):
             return
         age = time.monotonic() - received
         if self.params["max_input_age_s"] > 0 and age > self.params["max_input_age_s"]:
-            return refuse(f"latest visual embeddings are {age:.1f} s old (max_input_age_s="
-                          f"{self.params['max_input_age_s']})", "stale_embeddings")
+            return self.refuse(msg, f"latest visual embeddings are {age:.1f} s old (max_input_age_s="
+                               f"{self.params['max_input_age_s']})", "stale_embeddings")
         self.status(task_id, "PLANNING", instruction, attempt=attempt)
         self.start_candidates(msg, attempt, visual, emb_header, words, restriction)
 
