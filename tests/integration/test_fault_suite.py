@@ -22,7 +22,6 @@ from ivl_embodied.transport import msg_type
 
 pytest.importorskip("mujoco")
 
-FINAL = ("SUCCEEDED", "FAILED", "REJECTED")
 TASK = "place the green cylinder into the orange bowl"  # the scene of val task 0
 
 
@@ -69,9 +68,9 @@ class Stranger:
                                                                         instruction=instruction))
 
     def final(self, task_id):
-        from ivl_embodied.nodes.status import state_name
+        from ivl_embodied.nodes.status import TERMINAL, state_name
 
-        done = [s for s in self.statuses if s.task_id == task_id and state_name(s.state) in FINAL]
+        done = [s for s in self.statuses if s.task_id == task_id and state_name(s.state) in TERMINAL]
         return done[0] if done else None
 
     def wait(self, cond, timeout):

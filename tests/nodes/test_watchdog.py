@@ -61,43 +61,42 @@ def test_ended_or_handed_over_tasks_are_not_failed():
     assert parse_beat(beat_id("planner_node", "abc")) == ("planner_node", "abc") and parse_beat("x") is None
 
 
-def test_the_executor_fails_the_tasks_of_a_planner_that_died(loopback_dds):
+S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+
+
+@pytest.fixture
+def executor(loopback_dds):
+    """An executor node whose watchdog gives up after 0.3 s, and the statuses it publishes."""
     from ivl_embodied.nodes.executor_node import ExecutorNode
 
     node = ExecutorNode.create({"watchdog_timeout_s": 0.3})
-    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
     sent = []
     node.status.publisher.publish = sent.append
-    try:
-        Header = msg_type("std_msgs/msg/Header")
-        node.watchdog.on_beat(Header(frame_id="planner_node/inc1"))
-        node.watchdog.on_status(S(task_id="t", state=S.STATE_PLANNING, attempt=1))
-        node.watchdog.check()
-        assert sent == []
-        time.sleep(0.4)  # the planner was killed: no more beats
-        node.watchdog.check()
-        ((msg),) = sent
-        assert (msg.task_id, msg.state, msg.reason, msg.attempt) == ("t", S.STATE_FAILED, "node_lost", 1)
-    finally:
-        node.shutdown()
+    yield node, sent
+    node.shutdown()
 
 
-def test_a_task_sent_to_a_dead_planner_still_ends(loopback_dds):
+def test_the_executor_fails_the_tasks_of_a_planner_that_died(executor):
+    node, sent = executor
+    Header = msg_type("std_msgs/msg/Header")
+    node.watchdog.on_beat(Header(frame_id="planner_node/inc1"))
+    node.watchdog.on_status(S(task_id="t", state=S.STATE_PLANNING, attempt=1))
+    node.watchdog.check()
+    assert sent == []
+    time.sleep(0.4)  # the planner was killed: no more beats
+    node.watchdog.check()
+    ((msg),) = sent
+    assert (msg.task_id, msg.state, msg.reason, msg.attempt) == ("t", S.STATE_FAILED, "node_lost", 1)
+
+
+def test_a_task_sent_to_a_dead_planner_still_ends(executor):
     """Nobody says anything about a task whose planner is not running, unless the executor does."""
-    from ivl_embodied.nodes.executor_node import ExecutorNode
-
-    node = ExecutorNode.create({"watchdog_timeout_s": 0.3})
-    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
-    sent = []
-    node.status.publisher.publish = sent.append
-    try:
-        Request = msg_type("ivl_embodied_msgs/msg/TaskRequest")
-        node.watchdog.on_request(Request(task_id="lost", instruction="put the red cube in the green bowl"))
-        node.watchdog.on_request(Request(task_id="mine", instruction="x", attempt=2))  # a follow-up: not watched
-        time.sleep(0.4)
-        node.watchdog.check()
-        ((msg),) = sent
-        assert (msg.task_id, msg.state, msg.reason) == ("lost", S.STATE_FAILED, "node_lost")
-        assert "did not acknowledge the task" in msg.message
-    finally:
-        node.shutdown()
+    node, sent = executor
+    Request = msg_type("ivl_embodied_msgs/msg/TaskRequest")
+    node.watchdog.on_request(Request(task_id="lost", instruction="put the red cube in the green bowl"))
+    node.watchdog.on_request(Request(task_id="mine", instruction="x", attempt=2))  # a follow-up: not watched
+    time.sleep(0.4)
+    node.watchdog.check()
+    ((msg),) = sent
+    assert (msg.task_id, msg.state, msg.reason) == ("lost", S.STATE_FAILED, "node_lost")
+    assert "did not acknowledge the task" in msg.message
