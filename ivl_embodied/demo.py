@@ -94,10 +94,11 @@ class Driver:
         n = self.node
         self.plan_pub = n.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "/ivl/plan")
         self.task_pub = n.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "/ivl/task")
-        from ivl_embodied.nodes.status import STATUS_QOS
+        from ivl_embodied.nodes.status import STATUS_QOS, follow_planner
 
         n.create_subscription("ivl_embodied_msgs/msg/TaskStatus", "/ivl/task_status", self.statuses.append,
                               STATUS_QOS)
+        self.planner_beats = follow_planner(n)  # the planner is listening for tasks
         n.create_subscription("sensor_msgs/msg/Image", "/camera/color/image_raw", self.frames.append, "sensor_data")
         n.create_subscription("std_msgs/msg/Bool", "/ivl/sim/goal_reached", lambda m: self.goal.append(bool(m.data)))
         n.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", "/ivl/visual_embeddings",
@@ -154,7 +155,8 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, r
         driver.plan_pub.publish(plan_to_msg(_oracle_plan(task), task_id, task.instruction, "(oracle)",
                                             stamp=time.time_ns(), embedding_stamp=stamp))
     else:
-        node.wait_for_subscribers("/ivl/task", timeout=120)
+        if not node.spin_until(lambda: bool(driver.planner_beats), timeout=120):
+            return _result("NO_PLANNER", "no planner heartbeat within 120 s", t0, driver, False)
         # Two embeddings after this scene appeared: the planner has seen this scene, not the last one.
         if not node.spin_until(lambda: driver.embeddings >= 2, timeout=60):
             return _result("NO_EMBEDDINGS", "no visual embeddings within 60 s", t0, driver, False)

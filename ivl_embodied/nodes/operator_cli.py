@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 
-from ivl_embodied.nodes.status import STATUS, STATUS_QOS, TERMINAL, state_name
+from ivl_embodied.nodes.status import PLANNER_HEARTBEAT, STATUS, STATUS_QOS, TERMINAL, follow_planner, state_name
 from ivl_embodied.transport import make_node, msg_type
 from ivl_embodied.transport.convert import header
 
@@ -55,10 +55,14 @@ def main(args: list[str] | None = None) -> int:
         pub = node.create_publisher("ivl_embodied_msgs/msg/TaskRequest", ns.task_topic)
         statuses: list = []
         node.create_subscription(STATUS, ns.status_topic, statuses.append, STATUS_QOS)
+        beats = follow_planner(node)
         try:
             node.wait_for_subscribers(ns.task_topic, ns.wait_subscribers)
         except TimeoutError:
             print(f"no planner subscribed to {ns.task_topic} within {ns.wait_subscribers:.0f} s", file=sys.stderr)
+            return 2
+        if not node.spin_until(lambda: bool(beats), timeout=ns.wait_subscribers):
+            print(f"no planner heartbeat on {PLANNER_HEARTBEAT} within {ns.wait_subscribers:.0f} s", file=sys.stderr)
             return 2
         tasks = [" ".join(ns.instruction)] if ns.instruction else (line.strip() for line in sys.stdin)
         final = "SUCCEEDED"

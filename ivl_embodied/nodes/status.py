@@ -34,6 +34,18 @@ def reasons() -> dict[str, str]:
     return {name: getattr(S, name) for name in dir(S) if name.startswith("REASON_")}
 
 
+PLANNER_HEARTBEAT = "/ivl/planner/heartbeat"
+
+
+def follow_planner(node, topic: str = PLANNER_HEARTBEAT) -> list:
+    """A list that grows with every planner heartbeat ``node`` hears: what an operator waits for before
+    sending tasks. A planner beats only once its task subscription exists; "someone subscribes to
+    /ivl/task" is not enough, since the executor's watchdog subscribes there too."""
+    beats: list = []
+    node.create_subscription("std_msgs/msg/Header", topic, beats.append)
+    return beats
+
+
 class StatusPublisher:
     """Publishes one task's progress: ``status(task_id, "REJECTED", "why", reason="busy", attempt=1)``."""
 

@@ -100,3 +100,13 @@ def test_a_task_sent_to_a_dead_planner_still_ends(executor):
     ((msg),) = sent
     assert (msg.task_id, msg.state, msg.reason) == ("lost", S.STATE_FAILED, "node_lost")
     assert "did not acknowledge the task" in msg.message
+
+
+def test_the_operator_waits_for_a_planner_not_for_any_task_subscriber(executor, capsys):
+    """The executor's watchdog subscribes to /ivl/task too; an operator who took that for a planner sent
+    tasks nobody would plan (the demo did, under load). Without a planner heartbeat nothing is sent."""
+    from ivl_embodied.nodes.operator_cli import main
+
+    node, sent = executor
+    assert main(["put the red cube in the green bowl", "--wait-subscribers", "2"]) == 2
+    assert "no planner heartbeat on /ivl/planner/heartbeat" in capsys.readouterr().err
