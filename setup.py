@@ -39,8 +39,8 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["tests", "tests.*"]),
-    package_data={PACKAGE: ["default_planner/*/*", "transport/cyclonedds/*.xml", "sim/assets/*.xml",
-                             "sim/assets/tasks/*.jsonl"]},
+    package_data={PACKAGE: ["default_planner/*/*", "transport/cyclonedds/*.xml", "transport/fastdds/*.xml",
+                             "sim/assets/*.xml", "sim/assets/tasks/*.jsonl"]},
     cmdclass={"build_py": BuildWithShared},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

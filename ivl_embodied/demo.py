@@ -92,16 +92,16 @@ class Driver:
         self.goal: list[bool] = []
         self.embedding_stamps: list[int] = []
         n = self.node
-        self.plan_pub = n.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "/ivl/plan")
-        self.task_pub = n.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "/ivl/task")
+        self.plan_pub = n.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "ivl/plan")
+        self.task_pub = n.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "ivl/task")
         from ivl_embodied.nodes.status import STATUS_QOS, follow_planner
 
-        n.create_subscription("ivl_embodied_msgs/msg/TaskStatus", "/ivl/task_status", self.statuses.append,
+        n.create_subscription("ivl_embodied_msgs/msg/TaskStatus", "ivl/task_status", self.statuses.append,
                               STATUS_QOS)
         self.planner_beats = follow_planner(n)  # the planner is listening for tasks
-        n.create_subscription("sensor_msgs/msg/Image", "/camera/color/image_raw", self.frames.append, "sensor_data")
-        n.create_subscription("std_msgs/msg/Bool", "/ivl/sim/goal_reached", lambda m: self.goal.append(bool(m.data)))
-        n.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", "/ivl/visual_embeddings",
+        n.create_subscription("sensor_msgs/msg/Image", "camera/color/image_raw", self.frames.append, "sensor_data")
+        n.create_subscription("std_msgs/msg/Bool", "ivl/sim/goal_reached", lambda m: self.goal.append(bool(m.data)))
+        n.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", "ivl/visual_embeddings",
                               self._on_embedding, "large_latest")
 
     def _on_embedding(self, msg) -> None:

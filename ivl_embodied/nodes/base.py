@@ -25,7 +25,8 @@ import sys
 from typing import Any, ClassVar
 
 from ivl_embodied.transport import TransportNode, make_node
-from ivl_embodied.transport.params import resolve_parameters
+from ivl_embodied.transport.naming import NodeNames
+from ivl_embodied.transport.params import ParameterFileError, RosArgs, resolve_parameters
 
 LOG = logging.getLogger(__name__)
 
@@ -48,12 +49,13 @@ class NodeBase:
 
     @classmethod
     def create(cls, parameters: dict[str, Any] | None = None, backend: str | None = None,
-               name: str | None = None) -> NodeBase:
-        """Build the node on a fresh transport node (tests call this, then callbacks directly)."""
-        node_name = name or cls.NAME
+               name: str | None = None, names: NodeNames | None = None, rosout: bool = True) -> NodeBase:
+        """Build the node on a fresh transport node (tests call this, then callbacks directly).
+        ``names`` (name, namespace, remaps from ``--ros-args``) wins over ``name``."""
+        node_name = names.name if names else name or cls.NAME
         if not node_name:
             raise ValueError(f"{cls.__name__}.NAME is empty: give the node a ROS name")
-        transport = make_node(node_name, backend=backend, parameters=parameters)
+        transport = make_node(node_name, backend=backend, parameters=parameters, names=names, rosout=rosout)
         try:
             return cls(transport)
         except BaseException:
@@ -79,12 +81,17 @@ class NodeBase:
 def run_node(node_cls: type[NodeBase], args: list[str] | None = None, backend: str | None = None) -> int:
     """Run ``node_cls`` until SIGINT/SIGTERM; returns the process exit status."""
     argv = list(sys.argv[1:] if args is None else args)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
-    overrides, ros = resolve_parameters(node_cls.NAME, argv)
-    if ros.remaining:
-        LOG.warning("ignoring non-ROS arguments %s", list(ros.remaining))
-    instance = node_cls.create(overrides, backend=backend)
+    try:
+        overrides, ros = resolve_parameters(node_cls.NAME, argv)
+        if ros.remaining:
+            raise ParameterFileError(f"unknown arguments {list(ros.remaining)}: a node takes only ROS arguments "
+                                     "(--ros-args -p NAME:=VALUE --params-file FILE -r FROM:=TO --log-level LEVEL)")
+    except ParameterFileError as exc:
+        print(f"{node_cls.NAME}: error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(ros)
+    instance = node_cls.create(overrides, backend=backend, names=ros.node_names(node_cls.NAME),
+                               rosout=ros.rosout_logs)
     stop_signal: list[int] = []
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -102,6 +109,22 @@ def run_node(node_cls: type[NodeBase], args: list[str] | None = None, backend: s
     if stop_signal:
         instance.logger.info("%s shut down cleanly on %s", node_cls.NAME, signal.Signals(stop_signal[0]).name)
     return 0
+
+
+def configure_logging(ros: RosArgs) -> None:
+    """Console logging as ``--ros-args`` says: ``--log-level [logger:=]level`` (a node's name is
+    its logger), ``--disable-stdout-logs``."""
+    root = logging.getLogger()
+    if not root.handlers:
+        if ros.stdout_logs:
+            logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+        else:
+            root.addHandler(logging.NullHandler())
+    for name, level in ros.log_levels.items():
+        if not name:
+            root.setLevel(level)
+        else:  # a node's name (its own logger is ivl_embodied.node.NAME), or any Python logger's
+            logging.getLogger(f"ivl_embodied.node.{name}" if "." not in name else name).setLevel(level)
 
 
 def main(node_cls: type[NodeBase], args: list[str] | None = None) -> int:

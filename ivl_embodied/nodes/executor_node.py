@@ -23,7 +23,7 @@ import threading
 import time
 
 from ivl_embodied.nodes.base import NodeBase, run_node
-from ivl_embodied.nodes.status import StatusPublisher, Watchdog
+from ivl_embodied.nodes.status import StatusPublisher, Watchdog, subscribe_estop
 from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import header, ns_to_stamp, s_to_ns, stamp_to_ns, trajectory_to_msg
 
@@ -31,28 +31,28 @@ from ivl_embodied.transport.convert import header, ns_to_stamp, s_to_ns, stamp_t
 class ExecutorNode(NodeBase):
     NAME = "executor_node"
     PARAMETERS = {
-        "plan_topic": "/ivl/plan",
-        "status_topic": "/ivl/task_status",
-        "estop_topic": "/ivl/estop",
-        "estop_state_topic": "/ivl/estop_state",
-        "heartbeat_topic": "/ivl/executor/heartbeat",  # 10 Hz; the controller side stops motion without it
-        "planner_heartbeat_topic": "/ivl/planner/heartbeat",
+        "plan_topic": "ivl/plan",
+        "status_topic": "ivl/task_status",
+        "estop_topic": "ivl/estop",
+        "estop_state_topic": "ivl/estop_state",
+        "heartbeat_topic": "ivl/executor/heartbeat",  # 10 Hz; the controller side stops motion without it
+        "planner_heartbeat_topic": "ivl/planner/heartbeat",
         "watchdog_timeout_s": 3.0,  # tasks of a planner silent (or restarted) this long are FAILED node_lost
         # where the latch outlives the process: "auto" = $ROS_HOME (or ~/.ros)/ivl_embodied/estop_latched,
         # "" = in memory only (a restart forgets it)
         "estop_latch_file": "auto",
-        "rgb_topic": "/camera/color/image_raw",
-        "depth_topic": "/camera/depth/image_raw",
-        "camera_info_topic": "/camera/color/camera_info",
-        "joint_states_topic": "/joint_states",
+        "rgb_topic": "camera/color/image_raw",
+        "depth_topic": "camera/depth/image_raw",
+        "camera_info_topic": "camera/color/camera_info",
+        "joint_states_topic": "joint_states",
         "tf_static_topic": "/tf_static",
-        "trajectory_topic": "/arm_controller/joint_trajectory",
-        "gripper_topic": "/gripper_controller/commands",
+        "trajectory_topic": "arm_controller/joint_trajectory",
+        "gripper_topic": "gripper_controller/commands",
         "allowed_actions": ["pick", "place", "push"],
         "max_joint_speed": 1.5,
         "max_plan_age_s": 10.0,
         "frame_wait_s": 2.0,
-        "task_topic": "/ivl/task",  # follow-up requests to the planner (alternatives, retries)
+        "task_topic": "ivl/task",  # follow-up requests to the planner (alternatives, retries)
         "max_attempts": 3,  # executions of a task whose goal a fresh frame does not show, then FAILED
         "max_candidates": 17,  # plans tried per frame (greedy, 8 sampled, the mirrored view's 1 + 8)
         "plan_wait_s": 60.0,  # how long to wait for the planner's answer to a follow-up request (the first
@@ -82,7 +82,7 @@ class ExecutorNode(NodeBase):
         self.worker: threading.Thread | None = None
         self.status = StatusPublisher(self.node, p["status_topic"])
         self.node.create_subscription("ivl_embodied_msgs/msg/ActionPlan", p["plan_topic"], self.on_plan)
-        self.node.create_subscription("std_msgs/msg/Bool", p["estop_topic"], self.on_estop)
+        subscribe_estop(self.node, p["estop_topic"], self.on_estop)
         self.estop_state = self.node.create_publisher("std_msgs/msg/Bool", p["estop_state_topic"],
                                                       QosProfile("reliable", 1, "transient_local"))
         self.publish_estop_state()

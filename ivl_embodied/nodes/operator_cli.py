@@ -17,6 +17,7 @@ import uuid
 from ivl_embodied.nodes.status import PLANNER_HEARTBEAT, STATUS, STATUS_QOS, TERMINAL, follow_planner, state_name
 from ivl_embodied.transport import make_node, msg_type
 from ivl_embodied.transport.convert import header
+from ivl_embodied.transport.params import ParameterFileError, parse_ros_args
 
 
 def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sys.stdout) -> str:
@@ -45,12 +46,19 @@ def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="operator", description=__doc__.splitlines()[0])
     parser.add_argument("instruction", nargs="*", help="the task; none = read tasks from stdin")
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--task-topic", default="/ivl/task")
-    parser.add_argument("--status-topic", default="/ivl/task_status")
+    parser.add_argument("--task-topic", default="ivl/task")
+    parser.add_argument("--status-topic", default="ivl/task_status")
     parser.add_argument("--wait-subscribers", type=float, default=10.0,
                         help="seconds to wait for the planner to subscribe")
-    ns, _ros = parser.parse_known_args(args)
-    node = make_node(f"operator_{uuid.uuid4().hex[:6]}")
+    ns, rest = parser.parse_known_args(args)
+    try:  # --ros-args: namespace and remaps, as for every node (-r __ns:=/robot1 talks to that robot)
+        ros = parse_ros_args(rest)
+    except ParameterFileError as exc:
+        parser.error(str(exc))
+    if ros.remaining:
+        parser.error(f"unrecognized arguments: {' '.join(ros.remaining)}")
+    names = ros.node_names(f"operator_{uuid.uuid4().hex[:6]}")
+    node = make_node(names.name, names=names)
     try:
         pub = node.create_publisher("ivl_embodied_msgs/msg/TaskRequest", ns.task_topic)
         statuses: list = []
@@ -59,10 +67,12 @@ def main(args: list[str] | None = None) -> int:
         try:
             node.wait_for_subscribers(ns.task_topic, ns.wait_subscribers)
         except TimeoutError:
-            print(f"no planner subscribed to {ns.task_topic} within {ns.wait_subscribers:.0f} s", file=sys.stderr)
+            print(f"no planner subscribed to {node.resolve_topic(ns.task_topic)} within {ns.wait_subscribers:.0f} s",
+                  file=sys.stderr)
             return 2
         if not node.spin_until(lambda: bool(beats), timeout=ns.wait_subscribers):
-            print(f"no planner heartbeat on {PLANNER_HEARTBEAT} within {ns.wait_subscribers:.0f} s", file=sys.stderr)
+            print(f"no planner heartbeat on {node.resolve_topic(PLANNER_HEARTBEAT)} within {ns.wait_subscribers:.0f} s",
+                  file=sys.stderr)
             return 2
         tasks = [" ".join(ns.instruction)] if ns.instruction else (line.strip() for line in sys.stdin)
         final = "SUCCEEDED"

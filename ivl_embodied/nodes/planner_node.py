@@ -53,13 +53,13 @@ class PlannerNode(NodeBase):
         "device": "cpu",
         "max_new_tokens": 160,
         "max_planning_s": 20.0,  # decoding one plan stops after this long: FAILED planning_timeout
-        "embedding_topic": "/ivl/visual_embeddings",
-        "mirrored_embedding_topic": "/ivl/visual_embeddings_mirrored",  # "" = plan on the frame only
-        "mirror_request_topic": "/ivl/vision/mirror_request",
+        "embedding_topic": "ivl/visual_embeddings",
+        "mirrored_embedding_topic": "ivl/visual_embeddings_mirrored",  # "" = plan on the frame only
+        "mirror_request_topic": "ivl/vision/mirror_request",
         "mirror_wait_s": 3.0,  # how long alternatives wait for the mirrored frame's embeddings
-        "task_topic": "/ivl/task",
-        "plan_topic": "/ivl/plan",
-        "status_topic": "/ivl/task_status",
+        "task_topic": "ivl/task",
+        "plan_topic": "ivl/plan",
+        "status_topic": "ivl/task_status",
         "max_input_age_s": 2.0,
         "fresh_image_wait_s": 5.0,  # how long a retry waits for an image taken after the missed attempt
         "samples": 8,  # sampled alternative plans per view, offered when the executor asks for more
@@ -68,8 +68,8 @@ class PlannerNode(NodeBase):
         # embeddings from another encoder are dropped: "auto" = the encoder of the checkpoint's own vision
         # side (when it has one), "" = accept any, else this exact encoder_id
         "encoder_id": "auto",
-        "heartbeat_topic": "/ivl/planner/heartbeat",
-        "executor_heartbeat_topic": "/ivl/executor/heartbeat",
+        "heartbeat_topic": "ivl/planner/heartbeat",
+        "executor_heartbeat_topic": "ivl/executor/heartbeat",
         "watchdog_timeout_s": 3.0,  # tasks of an executor silent (or restarted) this long are FAILED node_lost
         "read_instructions": True,  # read the operator's words first: refusals, canonical task, held decoding
     }

@@ -26,6 +26,7 @@ import sys
 import time
 
 from ivl_embodied.nodes.base import NodeBase, run_node
+from ivl_embodied.nodes.status import subscribe_estop
 from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import (
     MessageError,
@@ -55,9 +56,9 @@ class SimNode(NodeBase):
         "realtime_factor": 1.0,
         "max_steps_per_tick": 200,
         "base_frame": "base_link",
-        "estop_topic": "/ivl/estop",
-        "estop_state_topic": "/ivl/estop_state",
-        "heartbeat_topic": "/ivl/executor/heartbeat",
+        "estop_topic": "ivl/estop",
+        "estop_state_topic": "ivl/estop_state",
+        "heartbeat_topic": "ivl/executor/heartbeat",
         "heartbeat_timeout_s": 0.5,  # a trajectory is stopped when the executor falls silent this long (0 = off)
     }
 
@@ -80,19 +81,19 @@ class SimNode(NodeBase):
         self.logger.info("scene for task seed %d: %r", self.task.seed, self.task.instruction)
 
         n = self.node
-        self.pub_rgb = n.create_publisher("sensor_msgs/msg/Image", "/camera/color/image_raw", "sensor_data")
-        self.pub_depth = n.create_publisher("sensor_msgs/msg/Image", "/camera/depth/image_raw", "sensor_data")
-        self.pub_info = n.create_publisher("sensor_msgs/msg/CameraInfo", "/camera/color/camera_info", "sensor_data")
-        self.pub_joints = n.create_publisher("sensor_msgs/msg/JointState", "/joint_states")
+        self.pub_rgb = n.create_publisher("sensor_msgs/msg/Image", "camera/color/image_raw", "sensor_data")
+        self.pub_depth = n.create_publisher("sensor_msgs/msg/Image", "camera/depth/image_raw", "sensor_data")
+        self.pub_info = n.create_publisher("sensor_msgs/msg/CameraInfo", "camera/color/camera_info", "sensor_data")
+        self.pub_joints = n.create_publisher("sensor_msgs/msg/JointState", "joint_states")
         self.pub_tf = n.create_publisher("tf2_msgs/msg/TFMessage", "/tf_static", TF_STATIC_QOS)
         self.pub_clock = n.create_publisher("rosgraph_msgs/msg/Clock", "/clock", CLOCK_QOS)
-        self.pub_goal = n.create_publisher("std_msgs/msg/Bool", "/ivl/sim/goal_reached")
-        self.pub_task = n.create_publisher("std_msgs/msg/String", "/ivl/sim/task_instruction",
+        self.pub_goal = n.create_publisher("std_msgs/msg/Bool", "ivl/sim/goal_reached")
+        self.pub_task = n.create_publisher("std_msgs/msg/String", "ivl/sim/task_instruction",
                                            QosProfile("reliable", 1, "transient_local"))
-        n.create_subscription("trajectory_msgs/msg/JointTrajectory", "/arm_controller/joint_trajectory",
+        n.create_subscription("trajectory_msgs/msg/JointTrajectory", "arm_controller/joint_trajectory",
                               self.on_trajectory)
-        n.create_subscription("std_msgs/msg/Float64MultiArray", "/gripper_controller/commands", self.on_gripper)
-        n.create_subscription("std_msgs/msg/Bool", p["estop_topic"], lambda m: self.on_estop(m, p["estop_topic"]))
+        n.create_subscription("std_msgs/msg/Float64MultiArray", "gripper_controller/commands", self.on_gripper)
+        subscribe_estop(n, p["estop_topic"], lambda m: self.on_estop(m, p["estop_topic"]))
         self.last_beat: float | None = None  # monotonic time of the executor's last heartbeat
         n.create_subscription("std_msgs/msg/Header", p["heartbeat_topic"], self.on_heartbeat)
         n.create_subscription("std_msgs/msg/Bool", p["estop_state_topic"],

@@ -34,7 +34,19 @@ def reasons() -> dict[str, str]:
     return {name: getattr(S, name) for name in dir(S) if name.startswith("REASON_")}
 
 
-PLANNER_HEARTBEAT = "/ivl/planner/heartbeat"
+PLANNER_HEARTBEAT = "ivl/planner/heartbeat"
+ESTOP_LATCHED_QOS = QosProfile("reliable", 1, "transient_local")
+"""An e-stop publisher that keeps its last command for nodes that start later (the operator CLI's)."""
+
+
+def subscribe_estop(node, topic: str, callback) -> None:
+    """Hear e-stop commands from every publisher: a transient-local one (its last command reaches a
+    node that starts after it was sent, so a restarted executor comes up latched) and a volatile one
+    (``ros2 topic pub``'s default, which a transient-local reader would not match: DDS requires the
+    offered durability to be at least the requested). A command heard twice is applied twice, which
+    changes nothing."""
+    node.create_subscription("std_msgs/msg/Bool", topic, callback)
+    node.create_subscription("std_msgs/msg/Bool", topic, callback, ESTOP_LATCHED_QOS)
 
 
 def follow_planner(node, topic: str = PLANNER_HEARTBEAT) -> list:

@@ -58,10 +58,10 @@ class TopicRobotConfig:
     wall_timeout_factor: float = 4.0  # wall-clock bound = factor x robot-time budget + 5 s
     frame_history: int = 40
     topics: tuple[tuple[str, str], ...] = (
-        ("rgb", "/camera/color/image_raw"), ("depth", "/camera/depth/image_raw"),
-        ("camera_info", "/camera/color/camera_info"), ("joint_states", "/joint_states"),
-        ("tf_static", "/tf_static"), ("trajectory", "/arm_controller/joint_trajectory"),
-        ("gripper", "/gripper_controller/commands"),
+        ("rgb", "camera/color/image_raw"), ("depth", "camera/depth/image_raw"),
+        ("camera_info", "camera/color/camera_info"), ("joint_states", "joint_states"),
+        ("tf_static", "/tf_static"), ("trajectory", "arm_controller/joint_trajectory"),
+        ("gripper", "gripper_controller/commands"),
     )
 
     def __post_init__(self) -> None:

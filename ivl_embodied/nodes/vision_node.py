@@ -39,10 +39,10 @@ class VisionNode(NodeBase):
         "vir_mode": "auto",
         "vir_relative": 0.5,
         "vir_absolute": 0.5,
-        "image_topic": "/camera/color/image_raw",
-        "embedding_topic": "/ivl/visual_embeddings",
-        "mirrored_topic": "/ivl/visual_embeddings_mirrored",  # "" = never encode a mirrored frame
-        "mirror_request_topic": "/ivl/vision/mirror_request",
+        "image_topic": "camera/color/image_raw",
+        "embedding_topic": "ivl/visual_embeddings",
+        "mirrored_topic": "ivl/visual_embeddings_mirrored",  # "" = never encode a mirrored frame
+        "mirror_request_topic": "ivl/vision/mirror_request",
         "kept_frames": 30,  # frames kept (by stamp) for mirror requests: 15 s at 2 Hz
         "rate_hz": 2.0,
         "max_input_age_s": 2.0,

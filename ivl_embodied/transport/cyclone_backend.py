@@ -18,17 +18,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ivl_embodied.transport import cyclone_types, naming
+from ivl_embodied.transport import cyclone_types, graph, naming
 from ivl_embodied.transport.interface import (
     Publisher,
     Subscription,
     Timer,
     TopicTypeMismatchError,
     TransportNode,
-    qos_and_topic,
     type_name_of,
     unmatched_error,
 )
+from ivl_embodied.transport.naming import NodeNames
 from ivl_embodied.transport.qos import QosProfile, to_cyclone
 
 ENCLAVE_USER_DATA = b"enclave=/;"
@@ -112,8 +112,9 @@ class CycloneSubscription(Subscription):
 class CycloneNode(TransportNode):
     backend = "cyclonedds"
 
-    def __init__(self, name: str, parameters: dict[str, Any] | None = None, domain_id: int | None = None):
-        super().__init__(name, parameters)
+    def __init__(self, name: str, parameters: dict[str, Any] | None = None, domain_id: int | None = None,
+                 names: NodeNames | None = None, rosout: bool = True):
+        super().__init__(name, parameters, names)
         from cyclonedds.builtin import (
             BuiltinDataReader,
             BuiltinTopicDcpsPublication,
@@ -136,9 +137,44 @@ class CycloneNode(TransportNode):
         self._reported: set[tuple[str, str, str]] = set()
         self._next_graph_check = 0.0
         self._closed = False
+        self._discovery_writer = None
+        # Graph citizenship (what rmw implementations do): our node and its endpoints announced on
+        # ros_discovery_info, so ROS 2 tools list them; the node's log records on /rosout.
+        self._discovery_writer = self._raw_writer(graph.DISCOVERY_TOPIC, graph.DISCOVERY_TYPE, graph.DISCOVERY_QOS)
+        self._rosout_handler = None
+        if rosout:
+            pub = self.create_publisher(graph.LOG_TYPE, graph.ROSOUT_TOPIC, graph.ROSOUT_QOS)
+            self._rosout_handler = graph.RosoutHandler(pub, self.names)
+            self.logger.addHandler(self._rosout_handler)
+        self._announce()
         self.logger.debug("cyclonedds participant on domain %d", self.domain_id)
 
     # ------------------------------------------------------------------ entities
+    def _raw_writer(self, dds_topic: str, type_name: str, qos: QosProfile) -> Any:
+        """A writer on a DDS topic outside ROS naming (``ros_discovery_info``)."""
+        from cyclonedds.pub import DataWriter
+        from cyclonedds.topic import Topic
+
+        topic = Topic(self._participant, dds_topic, cyclone_types.msg_type(type_name))
+        return DataWriter(self._participant, topic, qos=to_cyclone(qos, writer=True))
+
+    def _announce(self) -> None:
+        """Publish this node's entities on ``ros_discovery_info`` (again after each new endpoint)."""
+        if self._closed or getattr(self, "_discovery_writer", None) is None:
+            return  # closed, or still in __init__ (announced once at its end)
+        msg = graph.participant_entities(
+            self._participant.guid.bytes, self.names,
+            readers=[s._reader.guid.bytes for s in self._subscriptions],
+            writers=[p._writer.guid.bytes for p in self._publishers.values()],
+        )
+        data = cyclone_types.serialize(msg)
+        data += b"\0" * (-len(data) % 4)
+        from cyclonedds._clayer import ddspy_write
+
+        ret = ddspy_write(self._discovery_writer._ref, data)
+        if ret < 0:
+            self.logger.error("could not announce node %s on %s: code %d", self.name, graph.DISCOVERY_TOPIC, ret)
+
     def _topic(self, topic: str, type_name: str) -> Any:
         from cyclonedds.topic import Topic
 
@@ -155,17 +191,19 @@ class CycloneNode(TransportNode):
 
     def create_publisher(self, msg_type: str | type, topic: str,
                          qos: QosProfile | str | int | None = None) -> CyclonePublisher:
-        topic, profile = qos_and_topic(topic, qos)
+        topic, profile = self._resolve(topic, qos)
         pub = CyclonePublisher(self, topic, type_name_of(msg_type), profile)
         self._publishers[topic] = pub
+        self._announce()
         return pub
 
     def create_subscription(self, msg_type: str | type, topic: str, callback: Callable[[Any], None],
                             qos: QosProfile | str | int | None = None, raw: bool = False) -> CycloneSubscription:
-        topic, profile = qos_and_topic(topic, qos)
+        topic, profile = self._resolve(topic, qos)
         sub = CycloneSubscription(self, topic, type_name_of(msg_type), callback, profile, raw)
         self._subscriptions.append(sub)
         self._waitset.attach(sub.condition)
+        self._announce()
         return sub
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
@@ -252,7 +290,7 @@ class CycloneNode(TransportNode):
         return found
 
     def _wait_matched(self, topic: str, timeout: float, count: int, publishers: bool) -> int:
-        topic = naming.resolve_topic(topic)
+        topic = self.resolve_topic(topic)
         if publishers:
             ours = [s for s in self._subscriptions if s.topic == topic]
             role = "subscription"
@@ -276,6 +314,8 @@ class CycloneNode(TransportNode):
         if self._closed:
             return
         self._shutdown.set()
+        if self._rosout_handler is not None:
+            self.logger.removeHandler(self._rosout_handler)
         self._closed = True
         participant = self._participant
         self._subscriptions.clear()

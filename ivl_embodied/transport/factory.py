@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ivl_embodied.transport.interface import TransportNode
+from ivl_embodied.transport.naming import NodeNames
 
 LOG = logging.getLogger(__name__)
 BACKENDS = ("cyclonedds", "rclpy")
@@ -32,19 +33,22 @@ def choose_backend(backend: str | None = None) -> str:
 
 
 def make_node(name: str, backend: str | None = None, parameters: dict[str, Any] | None = None,
-              domain_id: int | None = None) -> TransportNode:
-    """A node named ``name`` on the chosen backend with parameter overrides ``parameters``."""
+              domain_id: int | None = None, names: NodeNames | None = None, rosout: bool = True) -> TransportNode:
+    """A node named ``name`` on the chosen backend with parameter overrides ``parameters``;
+    ``names`` carries its namespace and remaps (``--ros-args -r``), ``rosout`` whether its log
+    records also go to ``/rosout``."""
     chosen = choose_backend(backend)
-    LOG.debug("node %s on backend %s", name, chosen)
+    names = names or NodeNames(name)
+    LOG.debug("node %s on backend %s", names.fully_qualified_name, chosen)
     if chosen == "rclpy":
         from ivl_embodied.transport.rclpy_backend import RclpyNode
 
         if domain_id is not None:
             raise ValueError("the rclpy backend takes its domain from ROS_DOMAIN_ID, not domain_id")
-        return RclpyNode(name, parameters)
+        return RclpyNode(name, parameters, names, rosout=rosout)
     from ivl_embodied.transport.cyclone_backend import CycloneNode
 
-    return CycloneNode(name, parameters, domain_id=domain_id)
+    return CycloneNode(name, parameters, domain_id=domain_id, names=names, rosout=rosout)
 
 
 def cyclone_config_uri(profile: str = "loopback") -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ivl_embodied.transport import cyclone_types, malloc_tuning
-from ivl_embodied.transport.naming import resolve_topic, validate_node_name
+from ivl_embodied.transport.naming import NodeNames
 from ivl_embodied.transport.qos import QosProfile, resolve
 
 PARAM_TYPES = (bool, int, float, str, list)
@@ -117,8 +117,13 @@ class TransportNode(abc.ABC):
 
     backend: str = "abstract"
 
-    def __init__(self, name: str, parameters: dict[str, Any] | None = None):
-        self.name = validate_node_name(name)
+    def __init__(self, name: str, parameters: dict[str, Any] | None = None, names: NodeNames | None = None):
+        """``names``: namespace and remap rules (from ``--ros-args``); its name, if given, must be ``name``."""
+        self.names = names or NodeNames(name)
+        if self.names.name != name:
+            raise ValueError(f"node name {name!r} differs from its NodeNames' {self.names.name!r}")
+        self.name = self.names.name
+        self.namespace = self.names.namespace
         malloc_tuning.tune()  # multi-MB samples: reuse heap pages instead of faulting in new ones
         self.logger = logging.getLogger(f"ivl_embodied.node.{name}")
         self._overrides = dict(parameters or {})
@@ -155,6 +160,14 @@ class TransportNode(abc.ABC):
     def undeclared_overrides(self) -> list[str]:
         """Overrides given for parameters this node never declared (likely typos)."""
         return sorted(set(self._overrides) - set(self._params))
+
+    # ------------------------------------------------------------------ names
+    def resolve_topic(self, topic: str) -> str:
+        """The graph name of ``topic`` for this node (namespace, ``~``, remaps applied)."""
+        return self.names.resolve(topic)
+
+    def _resolve(self, topic: str, qos: QosProfile | str | int | None) -> tuple[str, QosProfile]:
+        return self.resolve_topic(topic), resolve(qos)
 
     # ------------------------------------------------------------------ time
     @staticmethod
@@ -253,7 +266,3 @@ def type_name_of(msg_type: str | type) -> str:
 
         return normalize_type_name(msg_type)
     return cyclone_types.ros_type_name(msg_type)
-
-
-def qos_and_topic(topic: str, qos: QosProfile | str | int | None) -> tuple[str, QosProfile]:
-    return resolve_topic(topic), resolve(qos)

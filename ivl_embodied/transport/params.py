@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ivl_embodied.transport.naming import NodeNames, Remap, validate_namespace, validate_node_name
+
 WILDCARDS = ("/**", "**")
 
 
@@ -29,13 +31,57 @@ class ParameterFileError(ValueError):
     """A parameter file or ``--ros-args`` option that cannot be used; names file and key."""
 
 
+LOG_LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
+FLAGS = ("--enable-rosout-logs", "--disable-rosout-logs", "--enable-stdout-logs", "--disable-stdout-logs",
+         "--enable-external-lib-logs", "--disable-external-lib-logs")
+
+
 @dataclass(frozen=True)
 class RosArgs:
-    """What ``--ros-args`` said: parameter files, ``-p`` overrides, and everything else."""
+    """What ``--ros-args`` said: parameter files, ``-p`` overrides, remaps, node name, namespace,
+    log levels, logging switches, and everything outside ``--ros-args``."""
 
     params_files: tuple[str, ...] = ()
     overrides: dict[str, Any] = field(default_factory=dict)
     remaining: tuple[str, ...] = ()
+    remaps: tuple[Remap, ...] = ()
+    """Topic remaps, in the order given (the first matching one applies)."""
+    node_renames: tuple[Remap, ...] = ()
+    """``__node:=``/``__name:=`` (source ``__node``) and ``__ns:=`` (source ``__ns``) rules."""
+    log_levels: dict[str, int] = field(default_factory=dict)
+    """Logger name ('' for the node's own and every other) → ``logging`` level."""
+    enclave: str | None = None
+    rosout_logs: bool = True
+    stdout_logs: bool = True
+
+    def node_names(self, default_name: str) -> NodeNames:
+        """The node's name, namespace and remaps as the arguments say (for a node first called ``default_name``)."""
+        name, namespace = default_name, "/"
+        for rule in self.node_renames:  # later rules win, as in rcl
+            if rule.node not in (None, default_name):
+                continue
+            if rule.source == "__ns":
+                namespace = rule.target
+            else:
+                name = rule.target
+        return NodeNames(name, namespace, tuple(r for r in self.remaps if r.node in (None, default_name, name)))
+
+
+def _parse_remap(value: str, flag: str) -> Remap:
+    rule, sep, target = value.partition(":=")
+    node, colon, source = rule.rpartition(":")
+    if not sep or not source or not target or (colon and not node):
+        raise ParameterFileError(f"{flag} {value!r}: expected [node_name:]from:=to")
+    return Remap(source, target, node or None)
+
+
+def _parse_log_level(value: str) -> tuple[str, int]:
+    name, sep, level = value.rpartition(":=")
+    if not sep:
+        name, level = "", value
+    if level.lower() not in LOG_LEVELS:
+        raise ParameterFileError(f"--log-level {value!r}: level must be one of {sorted(set(LOG_LEVELS))}")
+    return name, LOG_LEVELS[level.lower()]
 
 
 def _check_value(value: Any, where: str) -> Any:
@@ -64,17 +110,19 @@ def _flatten(params: Any, where: str, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _node_matches(section: str, node_name: str) -> bool:
-    """Whether a YAML section key addresses ``node_name`` (without namespace support beyond '/')."""
+def _node_matches(section: str, node_name: str, namespace: str = "/") -> bool:
+    """Whether a YAML section key addresses the node: ``/**``, ``name``, ``/**/name``, ``/ns/name``."""
     key = section.strip()
     if key in WILDCARDS:
         return True
     if key.startswith("/**/"):
-        key = key[4:]
+        return key[4:] == node_name
+    if key.startswith("/") and key.count("/") > 1:
+        return key == namespace.rstrip("/") + "/" + node_name
     return key.lstrip("/") == node_name
 
 
-def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:
+def load_params_file(path: str | Path, node_name: str, namespace: str = "/") -> dict[str, Any]:
     """Parameters for ``node_name`` from one ROS 2 parameter YAML file (wildcard, then node)."""
     import yaml
 
@@ -102,7 +150,7 @@ def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:
         extra = sorted(set(body) - {"ros__parameters"})
         if extra:
             raise ParameterFileError(f"{where}: unexpected keys {extra} next to 'ros__parameters'")
-        if not _node_matches(section, node_name):
+        if not _node_matches(section, node_name, namespace):
             continue
         params = _flatten(body["ros__parameters"] or {}, where)
         (wildcard if section.strip() in WILDCARDS else specific).update(params)
@@ -122,10 +170,20 @@ def _parse_value(text: str, where: str) -> Any:
 
 
 def parse_ros_args(argv: list[str] | tuple[str, ...]) -> RosArgs:
-    """Split ``argv`` into ROS arguments (``--ros-args ... [--]``) and the rest."""
+    """Split ``argv`` into ROS arguments (``--ros-args ... [--]``) and the rest.
+
+    Understood: ``-p/--param``, ``--params-file``, ``-r/--remap`` (topics, ``__node``/``__name``,
+    ``__ns``), ``--log-level [logger:=]level``, ``-e/--enclave``, and the ``--enable-``/``--disable-``
+    ``rosout-logs``/``stdout-logs``/``external-lib-logs`` switches. Anything else inside ``--ros-args``
+    raises :class:`ParameterFileError` naming it: nothing is silently dropped."""
     files: list[str] = []
     overrides: dict[str, Any] = {}
     rest: list[str] = []
+    remaps: list[Remap] = []
+    renames: list[Remap] = []
+    levels: dict[str, int] = {}
+    enclave = None
+    switches = {"rosout": True, "stdout": True}
     i, in_ros = 0, False
     argv = list(argv)
     while i < len(argv):
@@ -134,6 +192,10 @@ def parse_ros_args(argv: list[str] | tuple[str, ...]) -> RosArgs:
             in_ros = True
         elif in_ros and a == "--":
             in_ros = False
+        elif in_ros and a in FLAGS:
+            what = a.split("-")[-2]  # rosout | stdout | lib
+            if what in switches:
+                switches[what] = a.startswith("--enable")
         elif in_ros and a in ("-p", "--param", "--params-file", "-r", "--remap", "--log-level", "-e", "--enclave"):
             if i + 1 >= len(argv):
                 raise ParameterFileError(f"{a} needs a value")
@@ -145,22 +207,43 @@ def parse_ros_args(argv: list[str] | tuple[str, ...]) -> RosArgs:
                 overrides[name] = _parse_value(raw, f"{a} {value!r}")
             elif a == "--params-file":
                 files.append(value)
-            # remaps, log level and enclave are accepted and ignored (no remapping yet)
+            elif a in ("-r", "--remap"):
+                rule = _parse_remap(value, a)
+                if rule.source in ("__node", "__name", "__ns"):
+                    renames.append(Remap("__ns" if rule.source == "__ns" else "__node", rule.target, rule.node))
+                elif rule.source.startswith("__"):
+                    raise ParameterFileError(f"{a} {value!r}: unknown special name {rule.source!r} "
+                                             "(supported: __node, __name, __ns)")
+                else:
+                    remaps.append(rule)
+            elif a == "--log-level":
+                name, level = _parse_log_level(value)
+                levels[name] = level
+            else:
+                enclave = value
             i += 1
         elif in_ros:
-            raise ParameterFileError(f"unknown ROS argument {a!r} (supported: -p, --params-file)")
+            raise ParameterFileError(
+                f"unknown ROS argument {a!r} (supported: -p, --params-file, -r, --log-level, -e, {', '.join(FLAGS)})")
         else:
             rest.append(a)
         i += 1
-    return RosArgs(tuple(files), overrides, tuple(rest))
+    for rule in renames:  # validate now, not when the node starts
+        try:
+            (validate_namespace if rule.source == "__ns" else validate_node_name)(rule.target)
+        except ValueError as exc:
+            raise ParameterFileError(f"-r {rule.source}:={rule.target}: {exc}") from None
+    return RosArgs(tuple(files), overrides, tuple(rest), tuple(remaps), tuple(renames), levels, enclave,
+                   switches["rosout"], switches["stdout"])
 
 
 def resolve_parameters(node_name: str, argv: list[str] | tuple[str, ...] = (),
                        params_files: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], RosArgs]:
     """Overrides for ``node_name``: ``params_files``, then ``--params-file``s, then ``-p``."""
     ros = parse_ros_args(argv)
+    names = ros.node_names(node_name)  # sections address the node by its name after -r __node:=
     params: dict[str, Any] = {}
     for f in list(params_files) + list(ros.params_files):  # per file: wildcard, then node (rclcpp)
-        params.update(load_params_file(f, node_name))
+        params.update(load_params_file(f, names.name, names.namespace))
     params.update(ros.overrides)
     return params, ros

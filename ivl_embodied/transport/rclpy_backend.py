@@ -15,21 +15,27 @@ only with a fake ``rclpy`` in the tests.
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ivl_embodied.transport import naming
 from ivl_embodied.transport.interface import (
+    ParameterError,
     Publisher,
     Subscription,
     Timer,
     TransportNode,
-    qos_and_topic,
+    _check_param_type,
     type_name_of,
     unmatched_error,
 )
+from ivl_embodied.transport.naming import NodeNames
 from ivl_embodied.transport.qos import QosProfile, to_rclpy
+
+FASTDDS_PROFILE = Path(__file__).resolve().parent / "fastdds" / "large_data.xml"
 
 
 def ros_message_class(type_name: str) -> type:
@@ -48,6 +54,24 @@ def ros_message_class(type_name: str) -> type:
         raise ImportError(f"{pkg}.msg has no message {name!r}") from None
 
 
+def use_fastdds_profile() -> str | None:
+    """Point Fast DDS at our shipped profile (``transport/fastdds/large_data.xml``) unless the user
+    chose one or another RMW; returns the path used, if any.
+
+    Fast DDS's built-in transports lose multi-MB samples on one host: its shared-memory segments
+    (512 kB) cannot hold a 1.2 MB depth image or a 3.7 MB embedding, so they go over UDP in 64 kB
+    fragments, and a best-effort image with one fragment dropped by a full socket buffer is lost
+    (about 1 in 5 camera frames here). The profile gives shared memory 64 MB segments and UDP
+    larger socket buffers; UDP stays, for peers on other hosts and on other DDS vendors."""
+    if any(os.environ.get(k) for k in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")):
+        return None
+    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+        return None
+    path = str(FASTDDS_PROFILE)
+    os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = path
+    return path
+
+
 class RclpyPublisher(Publisher):
     def __init__(self, node: RclpyNode, topic: str, type_name: str, qos: QosProfile):
         self.topic, self.type_name, self.qos = topic, type_name, qos
@@ -62,40 +86,122 @@ class RclpyPublisher(Publisher):
         return self._pub.get_subscription_count()
 
 
+class RclLogHandler(logging.Handler):
+    """Hands a node logger's records to the rclpy node's rcl logger, which puts them on ``/rosout``
+    (rcl's own console output is off: Python's logging already prints them)."""
+
+    SEVERITY = {10: "DEBUG", 20: "INFO", 30: "WARN", 40: "ERROR", 50: "FATAL"}
+
+    def __init__(self, rcl_logger: Any):
+        super().__init__(logging.DEBUG)
+        self.rcl_logger = rcl_logger
+        from rclpy.logging import LoggingSeverity
+
+        self.levels = {k: getattr(LoggingSeverity, v) for k, v in self.SEVERITY.items()}
+        rcl_logger.set_level(LoggingSeverity.DEBUG)  # the Python logger's level already filtered
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = self.levels[min(50, max(10, record.levelno // 10 * 10))]
+            self.rcl_logger.log(record.getMessage(), level)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+
+
 class RclpyNode(TransportNode):
+    """A node on rclpy. Names, remaps and parameter semantics are ours (the same on both backends);
+    the rclpy node carries the name and namespace into the ROS graph, serves our parameters as ROS
+    parameters (``ros2 param get/set``, ``/parameter_events``), and publishes our log records on
+    ``/rosout``."""
+
     backend = "rclpy"
 
-    def __init__(self, name: str, parameters: dict[str, Any] | None = None):
-        super().__init__(name, parameters)
+    def __init__(self, name: str, parameters: dict[str, Any] | None = None, names: NodeNames | None = None,
+                 rosout: bool = True):
+        super().__init__(name, parameters, names)
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
         self._rclpy = rclpy
         if not rclpy.ok():
-            rclpy.init(args=None)
+            use_fastdds_profile()
+            rclpy.init(args=["--ros-args", "--disable-stdout-logs"])
             self._owns_context = True
         else:
             self._owns_context = False
-        # Parameters are handled by TransportNode (same semantics on both backends); the rclpy
-        # node is only the ROS graph handle.
-        self._node = Node(name)
+        # Topic names reach rclpy already resolved (absolute), so rclpy's own expansion changes nothing.
+        self._node = Node(name, namespace=self.namespace, enable_rosout=rosout,
+                          automatically_declare_parameters_from_overrides=False)
+        self._node.add_on_set_parameters_callback(self._on_set_parameters)
+        self._log_handler = RclLogHandler(self._node.get_logger()) if rosout else None
+        if self._log_handler is not None:
+            self.logger.addHandler(self._log_handler)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self._node)
         self._subs: list[Subscription] = []
         self._pubs: dict[str, RclpyPublisher] = {}
         self._closed = False
 
+    @property
+    def rclpy_node(self) -> Any:
+        """The ``rclpy.node.Node`` under this node (for what only rclpy has: actions)."""
+        return self._node
+
+    # ------------------------------------------------------------------ parameters as ROS parameters
+    def declare_parameter(self, name: str, default: Any) -> Any:
+        value = super().declare_parameter(name, default)
+        if name == "use_sim_time":  # rclpy declares it itself
+            self._node.set_parameters([self._ros_parameter(name, value)])
+            return value
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        dynamic = value is None or value == []
+        self._node.declare_parameter(name, None if dynamic else value,
+                                     ParameterDescriptor(name=name, dynamic_typing=dynamic))
+        return value
+
+    def set_parameter(self, name: str, value: Any) -> None:
+        super().set_parameter(name, value)  # our checks first: a clear error naming the value
+        result = self._node.set_parameters([self._ros_parameter(name, self._params[name])])[0]
+        if not result.successful:
+            raise ParameterError(f"parameter {name!r}: {result.reason}")
+
+    @staticmethod
+    def _ros_parameter(name: str, value: Any) -> Any:
+        from rclpy.parameter import Parameter
+
+        return Parameter(name, value=value)
+
+    def _on_set_parameters(self, params: list[Any]) -> Any:
+        """``ros2 param set`` and ``set_parameters`` calls: the same type checks as ours."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        checked = {}
+        for p in params:
+            if p.name not in self._params:
+                if p.name == "use_sim_time":
+                    continue
+                return SetParametersResult(successful=False, reason=f"parameter {p.name!r} is not ours")
+            value = list(p.value) if isinstance(p.value, (list, tuple)) or type(p.value).__name__ == "array" \
+                else p.value
+            try:
+                checked[p.name] = _check_param_type(p.name, self._param_defaults[p.name], value)
+            except ParameterError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
+        self._params.update(checked)
+        return SetParametersResult(successful=True)
+
     def create_publisher(self, msg_type: str | type, topic: str,
                          qos: QosProfile | str | int | None = None) -> RclpyPublisher:
-        topic, profile = qos_and_topic(topic, qos)
+        topic, profile = self._resolve(topic, qos)
         pub = RclpyPublisher(self, topic, type_name_of(msg_type), profile)
         self._pubs[topic] = pub
         return pub
 
     def create_subscription(self, msg_type: str | type, topic: str, callback: Callable[[Any], None],
                             qos: QosProfile | str | int | None = None, raw: bool = False) -> Subscription:
-        topic, profile = qos_and_topic(topic, qos)
+        topic, profile = self._resolve(topic, qos)
         type_name = type_name_of(msg_type)
         sub = Subscription(self, topic, type_name, callback, profile, raw)
         sub.handle = self._node.create_subscription(
@@ -122,7 +228,7 @@ class RclpyNode(TransportNode):
         self._executor.spin_once(timeout_sec=timeout)
 
     def _wait_matched(self, topic: str, timeout: float, count: int, publishers: bool) -> int:
-        topic = naming.resolve_topic(topic)
+        topic = self.resolve_topic(topic)
         if publishers:
             ours = [s.type_name for s in self._subs if s.topic == topic]
             info = self._node.get_publishers_info_by_topic
@@ -151,6 +257,8 @@ class RclpyNode(TransportNode):
             return
         self._shutdown.set()
         self._closed = True
+        if self._log_handler is not None:
+            self.logger.removeHandler(self._log_handler)
         self._executor.remove_node(self._node)
         self._node.destroy_node()
         if self._owns_context:

@@ -151,3 +151,92 @@ def test_signal_gives_clean_shutdown(sig: signal.Signals, python: str, child_env
     assert proc.returncode == 0, err
     assert out.strip() == "CLOSED"
     assert f"shut down cleanly on {sig.name}" in err
+
+
+def test_names_expand_and_remap_as_in_ros2() -> None:
+    from ivl_embodied.transport.naming import NodeNames, Remap
+
+    plain = NodeNames("executor_node")
+    assert plain.resolve("ivl/plan") == "/ivl/plan" and plain.resolve("/tf_static") == "/tf_static"
+    names = NodeNames("exe", "/robot1", (Remap("joint_states", "/arm/joint_states"), Remap("ivl/plan", "plan2"),
+                                         Remap("/x", "/y", node="someone_else")))
+    assert names.fully_qualified_name == "/robot1/exe"
+    assert names.resolve("ivl/task_status") == "/robot1/ivl/task_status"
+    assert names.resolve("joint_states") == "/arm/joint_states"  # source expanded in the node's namespace
+    assert names.resolve("/joint_states") == "/joint_states"  # another name: no rule matches
+    assert names.resolve("ivl/plan") == "/robot1/plan2"  # a relative target goes under the namespace too
+    assert names.resolve("/x") == "/x"  # a rule for another node
+    assert names.resolve("~/debug") == "/robot1/exe/debug"
+    with pytest.raises(ValueError, match="namespace"):
+        NodeNames("n", "/bad ns")
+
+
+def test_ros_args_name_namespace_remaps_and_log_levels() -> None:
+    ros = parse_ros_args(["--ros-args", "-r", "__ns:=/robot1", "-r", "executor_node:__node:=exe", "-r",
+                          "other_node:__ns:=/nope", "-r", "joint_states:=/arm/js", "--log-level", "debug",
+                          "--log-level", "exe:=warn", "--disable-rosout-logs", "--", "rest"])
+    names = ros.node_names("executor_node")
+    assert (names.name, names.namespace) == ("exe", "/robot1")
+    assert names.resolve("joint_states") == "/arm/js"
+    assert ros.node_names("other_node").namespace == "/nope"
+    assert ros.log_levels == {"": 10, "exe": 30} and not ros.rosout_logs and ros.remaining == ("rest",)
+    for bad, match in ((["-r", "nope"], "from:=to"), (["-r", "__weird:=x"], "__weird"),
+                       (["--log-level", "loud"], "level must be"), (["-r", "__ns:=/a b"], "namespace"),
+                       (["--frobnicate"], "'--frobnicate'")):
+        with pytest.raises(ParameterFileError, match=match):
+            parse_ros_args(["--ros-args", *bad])
+
+
+def test_parameter_sections_address_a_renamed_namespaced_node(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("/robot1/exe:\n  ros__parameters: {a: 1}\n/other/exe:\n  ros__parameters: {a: 2}\n"
+                 "/**/exe:\n  ros__parameters: {b: 3}\nexecutor_node:\n  ros__parameters: {c: 4}\n")
+    params, _ = resolve_parameters("executor_node", ["--ros-args", "-r", "__node:=exe", "-r", "__ns:=/robot1",
+                                                     "--params-file", str(f)])
+    assert params == {"a": 1, "b": 3}
+
+
+def test_a_node_with_stray_arguments_exits_2_naming_them(capsys: pytest.CaptureFixture) -> None:
+    from ivl_embodied.nodes.base import run_node
+
+    class Stray(NodeBase):
+        NAME = "stray_node"
+
+    assert run_node(Stray, ["--verbose"]) == 2
+    assert "'--verbose'" in capsys.readouterr().err
+
+
+def test_a_cyclone_node_announces_itself_and_its_endpoints_on_ros_discovery_info(loopback_dds) -> None:
+    """What a ROS 2 tool reads to list nodes: ParticipantEntitiesInfo with the GUIDs of our endpoints."""
+    from cyclonedds.core import Policy, Qos
+    from cyclonedds.domain import DomainParticipant
+    from cyclonedds.sub import DataReader
+    from cyclonedds.topic import Topic
+
+    from ivl_embodied.transport import msg_type
+    from ivl_embodied.transport.naming import NodeNames
+
+    node = make_node("announcer", backend="cyclonedds", names=NodeNames("announcer", "/robot1"))
+    pub = node.create_publisher("std_msgs/msg/String", "chatter")
+    sub = node.create_subscription("std_msgs/msg/String", "listen", lambda m: None)
+    dp = DomainParticipant(node.domain_id)
+    Info = msg_type("rmw_dds_common/msg/ParticipantEntitiesInfo")
+    reader = DataReader(dp, Topic(dp, "ros_discovery_info", Info),
+                        qos=Qos(Policy.Reliability.Reliable(0), Policy.Durability.TransientLocal,
+                                Policy.History.KeepLast(1)))
+    try:
+        infos: list = []
+        for _ in range(100):
+            infos += [s for s in reader.take(N=10) if s.gid.data == node._participant.guid.bytes]
+            if infos and len(infos[-1].node_entities_info_seq[0].reader_gid_seq) == 1:
+                break
+            node.spin_once(0.05)
+        (entry,) = infos[-1].node_entities_info_seq
+        assert (entry.node_namespace, entry.node_name) == ("/robot1", "announcer")
+        assert [g.data for g in entry.reader_gid_seq] == [sub._reader.guid.bytes]
+        writers = {g.data for g in entry.writer_gid_seq}
+        assert pub._writer.guid.bytes in writers and len(writers) == 2  # chatter and /rosout
+        assert pub.topic == "/robot1/chatter" and sub.topic == "/robot1/listen"
+    finally:
+        node.shutdown()
+        dp.__del__()

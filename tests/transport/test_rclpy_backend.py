@@ -1,7 +1,8 @@
-"""The rclpy backend against a minimal fake ``rclpy`` (ROS 2 is not installable here).
+"""The rclpy backend against a minimal fake ``rclpy``, for machines where ROS 2 cannot install.
 
 The fake records what the backend hands to rclpy: the bytes it publishes, the QoS, the
-``raw=True`` subscriptions. It checks the backend's logic, not rclpy itself.
+``raw=True`` subscriptions. It checks the backend's logic, not rclpy itself: tests/ros2 runs the
+backend on ROS 2 Jazzy's real rclpy.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ def make_fake_rclpy(graph: FakeGraph) -> dict[str, types.ModuleType]:
     rclpy = types.ModuleType("rclpy")
     state = {"ok": False}
     rclpy.ok = lambda: state["ok"]
-    rclpy.init = lambda args=None: state.update(ok=True)
+    rclpy.init = lambda args=None: state.update(ok=True, args=args)
     rclpy.try_shutdown = lambda: state.update(ok=False)
+
+    logging_mod = types.ModuleType("rclpy.logging")
+    logging_mod.LoggingSeverity = enum.Enum("LoggingSeverity", "DEBUG INFO WARN ERROR FATAL")
+    msgs = types.ModuleType("rcl_interfaces.msg")
+    msgs.ParameterDescriptor = lambda **kw: types.SimpleNamespace(**kw)
 
     qos = types.ModuleType("rclpy.qos")
     qos.ReliabilityPolicy = enum.Enum("ReliabilityPolicy", "RELIABLE BEST_EFFORT")
@@ -67,9 +73,19 @@ def make_fake_rclpy(graph: FakeGraph) -> dict[str, types.ModuleType]:
             return sum(1 for t, _, _ in graph.subs[self.topic] if t == self.cls.TYPE)
 
     class Node:
-        def __init__(self, name):
-            self.name = name
+        def __init__(self, name, namespace="/", **_options):
+            self.name, self.namespace = name, namespace
             self.destroyed = False
+            self.declared = {}
+
+        def add_on_set_parameters_callback(self, cb):
+            self.on_set = cb
+
+        def declare_parameter(self, name, value, descriptor=None):
+            self.declared[name] = value
+
+        def get_logger(self):
+            return types.SimpleNamespace(set_level=lambda level: None, log=lambda msg, level: None)
 
         def create_publisher(self, cls, topic, profile):
             graph.pubs[topic].append(cls.TYPE)
@@ -110,7 +126,8 @@ def make_fake_rclpy(graph: FakeGraph) -> dict[str, types.ModuleType]:
     ex.SingleThreadedExecutor = SingleThreadedExecutor
     rclpy.qos, rclpy.node, rclpy.executors = qos, node_mod, ex
 
-    mods = {"rclpy": rclpy, "rclpy.qos": qos, "rclpy.node": node_mod, "rclpy.executors": ex}
+    mods = {"rclpy": rclpy, "rclpy.qos": qos, "rclpy.node": node_mod, "rclpy.executors": ex,
+            "rclpy.logging": logging_mod, "rcl_interfaces.msg": msgs}
     for type_name in ("sensor_msgs/msg/Image", "std_msgs/msg/String", "std_msgs/msg/Header"):
         pkg, _, name = type_name.split("/")
         mod = mods.setdefault(f"{pkg}.msg", types.ModuleType(f"{pkg}.msg"))
