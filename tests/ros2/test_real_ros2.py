@@ -1,0 +1,120 @@
+"""Our stack against a real ROS 2 (Jazzy's rclpy on Fast DDS): the rclpy backend run for real,
+mixed graphs, what ROS 2 tools see of a Cyclone-backed graph, ROS arguments, ROS parameters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("mujoco")
+pytestmark = pytest.mark.ros2
+
+
+def _demo(python: str, env: dict, out, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([python, "-m", "ivl_embodied.cli", "demo", "--out", str(out), *extra], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_every_node_on_real_rclpy_completes_a_task(ros2, tmp_path):
+    """sim, vision, planner (the default planner) and executor, each on rclpy + Fast DDS."""
+    res = _demo(ros2.python, ros2.env, tmp_path, "--tasks", "1", "--require-success")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
+    for name in ("sim_node", "vision_node", "planner_node", "executor_node"):
+        assert f"{name} running on rclpy" in out, out[-3000:]
+    (task,) = json.loads((tmp_path / "summary.json").read_text())["tasks"]
+    assert task["ok"] and task["goal_reached"] and task["status"] == "SUCCEEDED"
+
+
+@pytest.mark.slow
+def test_real_rclpy_sees_a_cyclone_graph_and_a_mixed_graph_completes_a_task(ros2, cyclone_here, tmp_path):
+    """sim and vision on our Cyclone backend, planner and executor on rclpy (Fast DDS), the operator
+    on Cyclone in this process; a plain rclpy program lists the four nodes with their endpoints and
+    decodes every topic they publish while the task runs."""
+    from ivl_embodied.demo import Driver, run_task
+    from ivl_embodied.sim.tasks import load_split
+
+    cyc = [ros2.node("ivl_embodied.nodes.sim_node", "-p", "split:=heldout", "-p", "task_index:=1", cyclone=True),
+           ros2.node("ivl_embodied.nodes.vision_node", cyclone=True)]
+    rcl = [ros2.node(f"ivl_embodied.nodes.{n}") for n in ("planner_node", "executor_node")]
+    probe = ros2.probe("graph", "/sim_node", "/vision_node", "/planner_node", "/executor_node", "--decode")
+    driver = None
+    try:
+        assert probe.stdout.readline().strip() == "READY", ros2.stop(*cyc, *rcl)
+        driver = Driver()
+        task = load_split("heldout")[1]
+        result = run_task(driver, task, "mixed1", "default", timeout=240)
+    finally:
+        if driver is not None:
+            driver.node.shutdown()
+        logs = ros2.stop(*cyc, *rcl)
+    assert result["ok"], (result["status"], result["message"], logs)
+    report = ros2.result(probe)
+    nodes = report["nodes"]
+    assert set(nodes) == {"/sim_node", "/vision_node", "/planner_node", "/executor_node"}
+    assert nodes["/executor_node"]["publishers"]["/arm_controller/joint_trajectory"] == [
+        "trajectory_msgs/msg/JointTrajectory"]
+    assert nodes["/executor_node"]["subscriptions"]["/ivl/plan"] == ["ivl_embodied_msgs/msg/ActionPlan"]
+    assert nodes["/vision_node"]["publishers"]["/ivl/visual_embeddings"] == ["ivl_embodied_msgs/msg/VisualEmbedding"]
+    assert "/rosout" in nodes["/sim_node"]["publishers"]  # our Cyclone nodes log on /rosout too
+    decoded = report["decoded"]
+    # Sent only when asked (the planner asks for the mirrored view when a plan is refused; this task's
+    # first plan is not): same types as /ivl/visual_embeddings and a std_msgs/Header.
+    on_demand = {"/ivl/vision/mirror_request", "/ivl/visual_embeddings_mirrored", "/parameter_events"}
+    assert on_demand - {"/parameter_events"} <= set(report["published_topics"])
+    missing = sorted(set(report["published_topics"]) - set(decoded) - on_demand)
+    assert not missing, f"published but never decoded by rclpy: {missing}"
+    assert decoded["/camera/color/image_raw"]["first"] == [640, 480, "rgb8"]
+    assert decoded["/camera/depth/image_raw"]["first"][:2] == [640, 480]
+    tokens, hidden, nbytes = decoded["/ivl/visual_embeddings"]["first"]
+    assert nbytes == tokens * hidden * 2  # bf16
+
+
+def test_ros_arguments_rename_namespace_and_remap_on_both_backends(ros2, tmp_path):
+    """`-r __ns:=/robot1 -r __node:=... -r joint_states:=/arm/joint_states`: a real rclpy sees each
+    executor under its namespace and name, on /robot1/... topics and the remapped one."""
+    args = ("-r", "__ns:=/robot1", "-r", "joint_states:=/arm/joint_states", "--log-level", "debug")
+    procs = [ros2.node("ivl_embodied.nodes.executor_node", *args, "-r", "__node:=executor_cyclone", cyclone=True),
+             ros2.node("ivl_embodied.nodes.executor_node", *args, "-r", "__node:=executor_rclpy")]
+    probe = ros2.probe("graph", "/robot1/executor_cyclone", "/robot1/executor_rclpy")
+    try:
+        report = ros2.result(probe, timeout=120)
+    finally:
+        logs = ros2.stop(*procs)
+    assert report["ok"], (report, logs)
+    for name in ("/robot1/executor_cyclone", "/robot1/executor_rclpy"):
+        subs, pubs = report["nodes"][name]["subscriptions"], report["nodes"][name]["publishers"]
+        assert "/robot1/ivl/plan" in subs and "/arm/joint_states" in subs, (name, subs)
+        assert "/joint_states" not in subs and "/ivl/plan" not in subs
+        assert "/robot1/ivl/task_status" in pubs and "/robot1/arm_controller/joint_trajectory" in pubs, pubs
+        assert "/tf_static" in subs  # absolute names stay as they are
+    assert "[DEBUG]" in logs  # --log-level debug
+
+
+def test_unknown_ros_arguments_are_an_error(ros2):
+    for python, env in ((sys.executable, ros2.cyclone_env), (ros2.python, ros2.env)):
+        res = subprocess.run([python, "-m", "ivl_embodied.nodes.executor_node", "--ros-args", "--frobnicate"],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "'--frobnicate'" in res.stderr, res.stderr[-2000:]
+        res = subprocess.run([python, "-m", "ivl_embodied.nodes.executor_node", "stray"], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2 and "'stray'" in res.stderr, res.stderr[-2000:]
+
+
+def test_parameters_of_an_rclpy_node_are_ros_parameters(ros2):
+    """`ros2 param get/set` through the node's parameter services; /parameter_events flows; a value
+    of the wrong type is refused."""
+    node = ros2.node("ivl_embodied.nodes.executor_node", "-p", "max_attempts:=3")
+    try:
+        report = ros2.result(ros2.probe("params", "/executor_node", "max_attempts", "2", '"many"'), timeout=120)
+    finally:
+        logs = ros2.stop(node)
+    assert report["ok"], (report, logs)
+    assert report["before"] == 3 and report["set_ok"] and report["after"] == 2
+    assert not report["bad_ok"] and "INTEGER" in report["bad_reason"], report  # rclpy's own type check
+    assert {"max_attempts", "plan_topic", "use_sim_time"} <= set(report["names"])
+    assert ["max_attempts"] in report["events_changed"]
