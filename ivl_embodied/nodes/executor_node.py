@@ -13,10 +13,17 @@ motion whose goal a fresh frame does not show is retried with a plan made from a
 further trajectory and gripper command is refused until ``/ivl/estop`` false resets it. The latch
 survives the process (``estop_latch_file``): an executor restarted while e-stopped starts e-stopped.
 ``/ivl/estop_state`` (transient local, so late joiners get it) says whether it is latched.
+
+``/ivl/cancel`` (std_msgs/String: a task id) cancels a task: a running one holds the arm where it is
+at once (no trajectory or gripper command is sent after the hold) and ends CANCELLED; one not yet
+planned ends CANCELLED and its plan, when it comes, is ignored. On the rclpy backend the node also
+serves the ``ivl_embodied_msgs/action/ExecuteTask`` action on ``/ivl/execute_task``
+(:mod:`ivl_embodied.nodes.task_action`).
 """
 
 from __future__ import annotations
 
+import collections
 import queue
 import sys
 import threading
@@ -25,7 +32,7 @@ import time
 from ivl_embodied.nodes.base import NodeBase, run_node
 from ivl_embodied.nodes.status import StatusPublisher, Watchdog, subscribe_estop
 from ivl_embodied.transport import QosProfile, msg_type
-from ivl_embodied.transport.convert import header, ns_to_stamp, s_to_ns, stamp_to_ns, trajectory_to_msg
+from ivl_embodied.transport.convert import header, ns_to_stamp, s_to_ns, stamp_to_ns
 
 
 class ExecutorNode(NodeBase):
@@ -58,6 +65,8 @@ class ExecutorNode(NodeBase):
         "plan_wait_s": 60.0,  # how long to wait for the planner's answer to a follow-up request (the first
         # alternative costs the planner all of them: 17 decodings, about 12 s on a 2-core CPU)
         "base_frame": "base_link",
+        "cancel_topic": "ivl/cancel",  # std_msgs/String: the id of a task to cancel
+        "action_name": "ivl/execute_task",  # the ExecuteTask action (rclpy backend; "" = none)
     }
 
     def setup(self) -> None:
@@ -92,6 +101,33 @@ class ExecutorNode(NodeBase):
         if self.gate.estopped:
             self.logger.error("E-STOP still latched: %s; every motion is refused until %s false",
                               self.gate.estop_reasons()[0], p["estop_topic"])
+        self.cancelled: str | None = None  # the running task, once cancelled
+        self.ended: collections.deque[str] = collections.deque(maxlen=256)  # tasks with a final status
+        self.node.create_subscription("std_msgs/msg/String", p["cancel_topic"], lambda m: self.cancel(m.data))
+        self.action = None
+        if p["action_name"] and self.node.backend == "rclpy":
+            from ivl_embodied.nodes.task_action import TaskActionServer
+
+            self.action = TaskActionServer(self.node, p["action_name"], p["task_topic"], p["status_topic"],
+                                           p["planner_heartbeat_topic"], cancel=self.cancel)
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel ``task_id``: a running task's arm holds now and no motion follows; a task not yet
+        here ends CANCELLED (its plan will be ignored). False for a task that already ended."""
+        if not task_id or task_id in self.ended:
+            return False
+        if self.busy == task_id:
+            self.cancelled = task_id
+            self.robot.halt(f"task {task_id} cancelled")  # returns once the hold is sent
+            self.replies.put(None)  # a wait for the planner's next plan ends now
+            self.logger.warning("task %s cancelled: holding position", task_id)
+        else:  # queued or being planned: the planner's plan for it will be ignored
+            self._end(task_id, "CANCELLED", "cancelled before execution", reason="cancelled")
+        return True
+
+    def _end(self, task_id: str, state: str, message: str, **kw) -> None:
+        self.ended.append(task_id)
+        self.status(task_id, state, message, **kw)
 
     def publish_estop_state(self) -> None:
         self.estop_state.publish(msg_type("std_msgs/msg/Bool")(data=self.gate.estopped))
@@ -109,30 +145,26 @@ class ExecutorNode(NodeBase):
         self.publish_estop_state()
 
     def hold_position(self) -> None:
-        from ivl_embodied.robot.interface import JointTrajectory, JointTrajectoryPoint
-
-        try:
-            q = self.robot.get_observation(with_images=False).joint_state.position
-            hold = JointTrajectory(self.robot.arm_joint_names,
-                                   (JointTrajectoryPoint(tuple(q), (0.0,) * len(q), 0.0),))
-            self.robot.pub_traj.publish(trajectory_to_msg(hold))
-        except Exception as e:  # no (usable) joint state yet: nothing is moving that we commanded
-            self.logger.warning("cannot command hold: %s", e)
+        self.robot.hold()
 
     def on_plan(self, msg) -> None:
         task_id = msg.task_id
+        if task_id in self.ended:
+            self.logger.info("ignoring a plan for task %s: it already ended", task_id)
+            return
         if self.busy is not None:
             if task_id == self.busy and self.awaiting == (msg.attempt, msg.candidate):
                 self.replies.put(msg)  # the plan this task's worker asked the planner for
             elif task_id != self.busy:
-                self.status(task_id, "REJECTED", f"executor busy with task {self.busy}", reason="busy",
+                self._end(task_id, "REJECTED", f"executor busy with task {self.busy}", reason="busy",
                             attempt=msg.attempt)
             return
         if msg.attempt > 1 or msg.candidate > 0:
             self.logger.warning("ignoring plan for task %s attempt %d candidate %d: no such request is open",
                                 task_id, msg.attempt, msg.candidate)
             return
-        self.busy, self.awaiting = task_id, None
+        self.busy, self.awaiting, self.cancelled = task_id, None, None
+        self.robot.resume()
         self.replies = queue.Queue()
         self.worker = threading.Thread(target=self._run_task, args=(msg,), name=f"execute-{task_id}", daemon=True)
         self.worker.start()
@@ -163,6 +195,14 @@ class ExecutorNode(NodeBase):
                     raise
                 time.sleep(0.05)
 
+    def _final(self, task_id: str, state: str, message: str, **kw) -> None:
+        """A task's final status; CANCELLED, whatever the task got to, once it was cancelled."""
+        if self.cancelled == task_id:
+            state, kw["reason"] = "CANCELLED", "cancelled"
+            message = f"cancelled; the arm held where it was ({message})" if message != "cancelled" else \
+                "cancelled; the arm held where it was"
+        self._end(task_id, state, message, **kw)
+
     def _run_task(self, first) -> None:
         """Up to ``max_attempts`` attempts, each on a fresh frame: try the planner's plans for the frame
         until one passes the checks before moving (at most ``max_candidates``), execute it and verify
@@ -175,8 +215,11 @@ class ExecutorNode(NodeBase):
         max_attempts, max_candidates = int(self.params["max_attempts"]), int(self.params["max_candidates"])
         try:
             while True:
+                if self.cancelled == task_id:
+                    self._final(task_id, "CANCELLED", "cancelled", attempt=attempt)
+                    return
                 if self.gate.estopped:  # before anything else: no frame, no grounding, nothing
-                    self.status(task_id, "FAILED" if executed else "REJECTED",
+                    self._final(task_id, "FAILED" if executed else "REJECTED",
                                 f"plan refused: {self.gate.estop_reasons()[0]}", reason="estop", attempt=attempt)
                     return
                 try:
@@ -192,13 +235,19 @@ class ExecutorNode(NodeBase):
                         obs = (self.robot.fresh_observation() if candidate > 0
                                else self._observation(stamp_to_ns(msg.embedding_stamp)))
                     except RobotUnavailable as e:
-                        self.status(task_id, "FAILED" if executed else "REJECTED", f"cannot ground the plan: {e}",
+                        self._final(task_id, "FAILED" if executed else "REJECTED", f"cannot ground the plan: {e}",
                                     reason="no_observation", attempt=attempt)
                         return
                     self.status(task_id, "EXECUTING", f"candidate {candidate + 1}: {plan_text}", attempt=attempt)
-                    report = self.executor.execute(plan_text, obs)
+                    n_steps = len(msg.steps)
+
+                    def on_step(i, step, attempt=attempt, n_steps=n_steps):
+                        self.status(task_id, "EXECUTING", f"step {i + 1}/{n_steps}: {step.action} {step.object!r}",
+                                    attempt=attempt, step=i + 1)
+
+                    report = self.executor.execute(plan_text, obs, on_step=on_step)
                 if report is not None and report.ok:
-                    self.status(task_id, "SUCCEEDED", f"{len(report.steps)} steps done; the goal is seen reached",
+                    self._final(task_id, "SUCCEEDED", f"{len(report.steps)} steps done; the goal is seen reached",
                                 attempt=attempt)
                     return
                 why = plan_text if report is None else f"[{report.stage}] {report.reason}"
@@ -230,14 +279,14 @@ class ExecutorNode(NodeBase):
                     why += ("; no answer from the planner within plan_wait_s" if answer is None
                             else f"; no other plan: {answer.raw_text}")
                 refused = executed == 0 and not (report is not None and report.moved)
-                self.status(task_id, "REJECTED" if refused else "FAILED", why, reason=reason, attempt=attempt)
+                self._final(task_id, "REJECTED" if refused else "FAILED", why, reason=reason, attempt=attempt)
                 return
         except RobotUnavailable as e:
-            self.status(task_id, "FAILED", str(e), reason="robot_unavailable", attempt=attempt)
+            self._final(task_id, "FAILED", str(e), reason="robot_unavailable", attempt=attempt)
         except Exception as e:  # a bug or an input nobody foresaw: the task still ends with a status
             self.logger.exception("task %s: execution raised", task_id)
             self.hold_position()
-            self.status(task_id, "FAILED", f"execution raised {type(e).__name__}: {e}", reason="internal_error",
+            self._final(task_id, "FAILED", f"execution raised {type(e).__name__}: {e}", reason="internal_error",
                         attempt=attempt)
         finally:
             self.busy = None

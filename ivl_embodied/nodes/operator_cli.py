@@ -4,7 +4,9 @@
     ros2 run ivl_embodied operator            # interactive: one task per line
 
 Publishes ``TaskRequest`` on /ivl/task and prints every ``TaskStatus`` of that task until
-it succeeds, fails or is rejected (or ``--timeout`` seconds pass: exit status 2).
+it succeeds, fails or is rejected (or ``--timeout`` seconds pass: exit status 2). On the rclpy
+backend, where the executor serves the ``ExecuteTask`` action, it sends each task as a goal of
+``/ivl/execute_task`` instead and prints the feedback; Ctrl-C then cancels the goal (the arm holds).
 """
 
 from __future__ import annotations
@@ -42,6 +44,38 @@ def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sy
     return "TIMEOUT"
 
 
+def run_goal(node, client, instruction: str, timeout: float, out=sys.stdout) -> str:
+    """Send one task as an ExecuteTask goal and follow its feedback; Ctrl-C cancels it."""
+    from ivl_embodied_msgs.action import ExecuteTask
+
+    def feedback(f) -> None:
+        f = f.feedback
+        attempt = f" attempt {f.attempt}" if f.attempt > 1 else ""
+        print(f"  [{f.state_name}{attempt}] {f.message}", file=out, flush=True)
+
+    sent = client.send_goal_async(ExecuteTask.Goal(instruction=instruction), feedback_callback=feedback)
+    if not node.spin_until(sent.done, 10) or not sent.result().accepted:
+        print("  goal not accepted", file=out, flush=True)
+        return "REJECTED"
+    handle = sent.result()
+    result = handle.get_result_async()
+    try:
+        if not node.spin_until(result.done, timeout):
+            print(f"  no result within {timeout:.0f} s; cancelling", file=out, flush=True)
+            node.spin_until(handle.cancel_goal_async().done, 10)
+            return "TIMEOUT"
+    except KeyboardInterrupt:
+        print("  cancelling", file=out, flush=True)
+        node.spin_until(handle.cancel_goal_async().done, 10)
+        node.spin_until(result.done, 30)
+        if not result.done():
+            return "TIMEOUT"
+    r = result.result().result
+    state = "SUCCEEDED" if r.success else "CANCELLED" if r.reason == "cancelled" else "FAILED"
+    print(f"task {r.task_id}: [{state}] {r.message}", file=out, flush=True)
+    return state
+
+
 def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="operator", description=__doc__.splitlines()[0])
     parser.add_argument("instruction", nargs="*", help="the task; none = read tasks from stdin")
@@ -74,11 +108,21 @@ def main(args: list[str] | None = None) -> int:
             print(f"no planner heartbeat on {node.resolve_topic(PLANNER_HEARTBEAT)} within {ns.wait_subscribers:.0f} s",
                   file=sys.stderr)
             return 2
+        client = None
+        if node.backend == "rclpy":  # the executor serves tasks as an action there
+            from rclpy.action import ActionClient
+
+            from ivl_embodied_msgs.action import ExecuteTask
+
+            client = ActionClient(node.rclpy_node, ExecuteTask, node.resolve_topic("ivl/execute_task"))
+            if not client.wait_for_server(timeout_sec=ns.wait_subscribers):
+                client = None  # an executor without it: the topics work the same
         tasks = [" ".join(ns.instruction)] if ns.instruction else (line.strip() for line in sys.stdin)
         final = "SUCCEEDED"
         for text in tasks:
             if text:
-                final = run_task(node, pub, statuses, text, ns.timeout)
+                final = (run_goal(node, client, text, ns.timeout) if client is not None
+                         else run_task(node, pub, statuses, text, ns.timeout))
         return {"SUCCEEDED": 0, "TIMEOUT": 2}.get(final, 1)
     finally:
         node.shutdown()

@@ -65,7 +65,8 @@ class StatusPublisher:
         self.publisher = node.create_publisher(STATUS, topic, STATUS_QOS)
         self._valid_reasons = set(reasons().values())
 
-    def __call__(self, task_id: str, state: str, message: str = "", reason: str = "", attempt: int = 0) -> None:
+    def __call__(self, task_id: str, state: str, message: str = "", reason: str = "", attempt: int = 0,
+                 step: int = 0) -> None:
         S = msg_type(STATUS)
         code = getattr(S, f"STATE_{state}", None)
         if code is None:
@@ -74,7 +75,8 @@ class StatusPublisher:
             raise ValueError(f"unknown task status reason {reason!r}; TaskStatus.msg declares "
                              f"{sorted(self._valid_reasons)}")
         self.publisher.publish(S(header=header(time.time_ns()), task_id=task_id, state=code,
-                            message=message, reason=reason, attempt=min(max(int(attempt), 0), 255)))
+                            message=message, reason=reason, attempt=min(max(int(attempt), 0), 255),
+                            step=min(max(int(step), 0), 255)))
 
 
 class Watchdog:

@@ -87,6 +87,8 @@ class TopicRobot(Robot):
         self._depth: collections.OrderedDict[int, object] = collections.OrderedDict()
         self._info = None
         self._t_base_camera: dict[str, np.ndarray] = {}
+        self._halt_lock = threading.Lock()  # a halt and a motion command never interleave
+        self._halted: str | None = None
         c = config.topic
         self.pub_traj = node.create_publisher("trajectory_msgs/msg/JointTrajectory", c("trajectory"))
         self.pub_grip = node.create_publisher("std_msgs/msg/Float64MultiArray", c("gripper"))
@@ -225,6 +227,8 @@ class TopicRobot(Robot):
         wall_deadline = time.monotonic() + self.cfg.wall_timeout_factor * robot_budget_s + 5.0
         with self._cv:
             while True:
+                if self._halted:
+                    return f"{what}: halted ({self._halted})"
                 t = ns_to_s(self._robot_ns or 0)
                 if done(t - t_start):
                     return None
@@ -235,11 +239,47 @@ class TopicRobot(Robot):
                     return f"{what}: no joint-state progress for {waited:.0f} s"
                 self._cv.wait(timeout=0.1)
 
+    # -- halting -------------------------------------------------------------------------
+    def hold(self) -> bool:
+        """Command the arm to hold where it is now (a one-point trajectory of zero velocity);
+        False when there is no joint state to hold (then nothing we commanded is moving)."""
+        from ivl_embodied.robot.interface import JointTrajectoryPoint
+
+        with self._cv:
+            try:
+                q, _ = self._arm()
+            except RobotUnavailable as e:
+                LOG.warning("cannot command hold: %s", e)
+                return False
+        hold = JointTrajectory(self.arm_joint_names, (JointTrajectoryPoint(tuple(q), (0.0,) * len(q), 0.0),))
+        self.pub_traj.publish(trajectory_to_msg(hold))
+        return True
+
+    def halt(self, reason: str) -> None:
+        """Hold the arm where it is and refuse every motion command until :meth:`resume`. When this
+        returns, the hold is sent and no other trajectory or gripper command will be."""
+        with self._halt_lock:
+            self._halted = reason
+            self.hold()
+        with self._cv:
+            self._cv.notify_all()  # a motion being waited for ends now
+
+    def resume(self) -> None:
+        with self._halt_lock:
+            self._halted = None
+
+    @property
+    def halted(self) -> str | None:
+        return self._halted
+
     def send_trajectory(self, traj: JointTrajectory) -> MotionResult:
         if tuple(traj.joint_names) != self.arm_joint_names:
             return MotionResult(False, f"trajectory joints {traj.joint_names} != {self.arm_joint_names}")
         goal = np.array(traj.points[-1].positions)
-        self.pub_traj.publish(trajectory_to_msg(traj))
+        with self._halt_lock:
+            if self._halted:
+                return MotionResult(False, f"halted: {self._halted}")
+            self.pub_traj.publish(trajectory_to_msg(traj))
         err = [float("inf")]
 
         def reached(elapsed: float) -> bool:
@@ -254,7 +294,10 @@ class TopicRobot(Robot):
                                    f"{self.cfg.goal_tolerance} ({why})", err[0])
 
     def send_gripper(self, cmd: GripperCommand) -> MotionResult:
-        self.pub_grip.publish(gripper_to_msg(cmd.position))
+        with self._halt_lock:
+            if self._halted:
+                return MotionResult(False, f"halted: {self._halted}")
+            self.pub_grip.publish(gripper_to_msg(cmd.position))
         last = [self._opening(), 0]
 
         def still(elapsed: float) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
+TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "CANCELLED")
 OWNER = {"REQUESTED": "planner", "RECEIVED": "planner", "PLANNING": "planner", "PLANNED": "executor",
          "EXECUTING": "executor"}
 

@@ -19,6 +19,7 @@ simulator state.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ from ivl_embodied.perception.grounding import (
 from ivl_embodied.perception.scene import SceneCheckConfig, check_phrase, goal_of_plan, verify_goal
 from ivl_embodied.plan.safety import SafetyGate
 from ivl_embodied.plan.schema import Plan, PlanParseError, parse_plan
+from ivl_embodied.plan.schema import Step as PlanStep
 from ivl_embodied.robot.interface import Observation, Robot
 from ivl_embodied.robot.skills import Held, SkillFailure, Skills
 from ivl_embodied.robot.trajectory import TrajectoryLimits, trajectory_violations
@@ -116,7 +118,10 @@ class Executor:
                 raise type(e)(f"step {i} ({step.action} {step.object!r}): {e}") from None
         return out
 
-    def execute(self, plan_text: str, obs: Observation) -> ExecutionReport:
+    def execute(self, plan_text: str, obs: Observation,
+                on_step: Callable[[int, PlanStep], None] | None = None) -> ExecutionReport:
+        """Check, ground, run and verify ``plan_text`` on ``obs``; ``on_step(i, step)`` is called
+        before step ``i`` (0-based) moves."""
         try:
             plan = parse_plan(plan_text)
         except PlanParseError as e:
@@ -136,6 +141,8 @@ class Executor:
             where = {step.object if k == "object" else step.target: np.round(x.position, 4).tolist()
                      for k, x in g.items()}
             try:
+                if on_step is not None:
+                    on_step(i, step)
                 if step.action == "pick":
                     if held is not None:
                         raise SkillFailure(f"pick {step.object!r}: already holding {held.phrase!r}")

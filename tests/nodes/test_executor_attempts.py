@@ -34,9 +34,10 @@ class ScriptedExecutor:
     def __init__(self, reports):
         self.reports, self.plans = list(reports), []
 
-    def execute(self, plan_text, obs):
+    def execute(self, plan_text, obs, on_step=None):
         self.plans.append((plan_text, obs.stamp))
-        return self.reports.pop(0)
+        report = self.reports.pop(0)
+        return report() if callable(report) else report
 
 
 class FakeRobot:
@@ -45,6 +46,18 @@ class FakeRobot:
 
     def fresh_observation(self, timeout_s=3.0):
         return SimpleNamespace(stamp=7.0)
+
+    def __init__(self):
+        self.calls = []
+
+    def halt(self, reason):
+        self.calls.append(("halt", reason))
+
+    def resume(self):
+        self.calls.append(("resume",))
+
+    def hold(self):
+        self.calls.append(("hold",))
 
 
 REFUSED = ExecutionReport(False, "check", "'red cube': what stands in its box is green")
@@ -133,7 +146,7 @@ def test_plans_of_other_tasks_are_refused_while_busy_and_stray_follow_ups_ignore
     gate = threading.Event()
 
     class Slow(ScriptedExecutor):
-        def execute(self, plan_text, obs):
+        def execute(self, plan_text, obs, on_step=None):
             gate.wait(5)
             return super().execute(plan_text, obs)
 
@@ -149,3 +162,26 @@ def test_plans_of_other_tasks_are_refused_while_busy_and_stray_follow_ups_ignore
                                                                                         "busy")]
     assert msgs[-1].task_id == "t" and msgs[-1].state == S.STATE_SUCCEEDED
     assert len(executor_node.executor.plans) == 1
+
+
+def test_a_task_cancelled_while_it_moves_ends_cancelled_and_the_arm_is_halted(executor_node):
+    def cancelled_mid_motion():
+        assert executor_node.cancel("t") is True
+        return ExecutionReport(False, "skill", "step 0 (pick 'red cube'): halted: task t cancelled", moved=True)
+
+    requests, statuses = _run(executor_node, [cancelled_mid_motion], _plan_for)
+    assert requests == []  # no retry, no alternative
+    assert statuses[-1][:3] == (S.STATE_CANCELLED, 1, "cancelled")
+    assert "the arm held where it was" in statuses[-1][3]
+    assert executor_node.robot.calls == [("resume",), ("halt", "task t cancelled")]
+    assert executor_node.cancel("t") is False  # it has ended
+
+
+def test_a_task_cancelled_before_its_plan_ends_cancelled_and_its_plan_is_ignored(executor_node):
+    assert executor_node.cancel("early") is True
+    ((state, _, reason, _),) = [(s.state, s.attempt, s.reason, s.message) for s in executor_node.status.publisher.msgs]
+    assert (state, reason) == (S.STATE_CANCELLED, "cancelled")
+    executor_node.on_plan(plan_to_msg(PLAN, "early", "put the red cube in the green bowl", "",
+                                      embedding_stamp=1_000_000_000))
+    assert executor_node.worker is None and executor_node.busy is None
+    assert len(executor_node.status.publisher.msgs) == 1

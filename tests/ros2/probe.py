@@ -7,6 +7,11 @@ Run by the tests in tests/ros2 with the peer's Python; prints one JSON line at t
         report each node's publishers and subscriptions; with --decode, subscribe to every topic
         those nodes publish (with real rclpy message classes, not raw bytes) and count what
         decodes, until a line arrives on stdin.
+    probe.py action INSTRUCTION [--cancel-at-step N]
+        Wait for the ExecuteTask server and two visual embeddings, send INSTRUCTION as a goal with a
+        real rclpy ActionClient, record its feedback and result; with --cancel-at-step, cancel it once
+        feedback says step N runs, and record every trajectory command and joint state heard after
+        the cancel was accepted.
     probe.py params NODE NAME VALUE BAD_VALUE
         get NAME through the node's parameter services, set it to VALUE, try BAD_VALUE (must be
         refused), and report the /parameter_events seen.
@@ -122,6 +127,58 @@ def params(node: Node, args) -> dict:
             "events_changed": changed}
 
 
+def action(node: Node, args) -> dict:
+    from rclpy.action import ActionClient
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+
+    from ivl_embodied_msgs.action import ExecuteTask
+    from ivl_embodied_msgs.msg import VisualEmbedding
+
+    embeddings, trajectories, joints = [], [], []
+    node.create_subscription(VisualEmbedding, "/ivl/visual_embeddings", embeddings.append, 1)
+    node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory",
+                             lambda m: trajectories.append((time.monotonic(), m)), 10)
+    node.create_subscription(JointState, "/joint_states", lambda m: joints.append((time.monotonic(), m)),
+                             qos_profile_sensor_data)
+    client = ActionClient(node, ExecuteTask, "/ivl/execute_task")
+    if not client.wait_for_server(timeout_sec=120):
+        return {"ok": False, "why": "no ExecuteTask server"}
+    if not _spin_until(node, lambda: len(embeddings) >= 2, 120):
+        return {"ok": False, "why": "no visual embeddings"}
+    feedback, cancel = [], {}
+    send = client.send_goal_async(ExecuteTask.Goal(instruction=args.instruction),
+                                  feedback_callback=lambda f: feedback.append(f.feedback))
+    _spin_until(node, send.done, 30)
+    handle = send.result()
+    if not handle.accepted:
+        return {"ok": False, "why": "goal rejected"}
+    result = handle.get_result_async()
+    while not result.done():
+        rclpy.spin_once(node, timeout_sec=0.02)
+        if args.cancel_at_step and not cancel and any(f.step >= args.cancel_at_step for f in feedback):
+            fut = handle.cancel_goal_async()
+            _spin_until(node, fut.done, 30)
+            cancel = {"at": time.monotonic(), "accepted": len(fut.result().goals_canceling) == 1}
+    if cancel:  # what the arm did after the cancel was accepted
+        _spin_until(node, lambda: False, 3.0)
+    r = result.result()
+    report = {"ok": True, "status": r.status, "success": r.result.success, "verified": r.result.verified,
+              "message": r.result.message, "reason": r.result.reason, "task_id": r.result.task_id,
+              "feedback": [[f.state_name, f.step, f.attempt, bool(f.plan)] for f in feedback]}
+    if cancel:
+        after = [m for t, m in trajectories if t > cancel["at"]]
+        late = [m for t, m in joints if t > cancel["at"] + 1.0]  # a second after: the arm has stopped
+        report.update(cancel_accepted=cancel["accepted"],
+                      trajectories_after_cancel=[[len(m.points), max(map(abs, m.points[-1].velocities), default=0.0)]
+                                                 for m in after],
+                      max_speed_1s_after=max((max(map(abs, m.velocity), default=0.0) for m in late), default=None),
+                      motion_after_1s=max((max(abs(a - b) for a, b in zip(late[0].position, m.position, strict=True))
+                                           for m in late), default=None) if late else None)
+    return report
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -129,6 +186,9 @@ def main() -> int:
     g.add_argument("nodes", nargs="+")
     g.add_argument("--decode", action="store_true")
     g.add_argument("--timeout", type=float, default=60)
+    a = sub.add_parser("action")
+    a.add_argument("instruction")
+    a.add_argument("--cancel-at-step", type=int, default=0)
     q = sub.add_parser("params")
     for a in ("node", "name", "value", "bad_value"):
         q.add_argument(a)
@@ -136,7 +196,7 @@ def main() -> int:
     rclpy.init()
     node = Node("ros2_probe")
     try:
-        report = graph(node, args) if args.cmd == "graph" else params(node, args)
+        report = {"graph": graph, "action": action, "params": params}[args.cmd](node, args)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

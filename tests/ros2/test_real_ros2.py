@@ -118,3 +118,34 @@ def test_parameters_of_an_rclpy_node_are_ros_parameters(ros2):
     assert not report["bad_ok"] and "INTEGER" in report["bad_reason"], report  # rclpy's own type check
     assert {"max_attempts", "plan_topic", "use_sim_time"} <= set(report["names"])
     assert ["max_attempts"] in report["events_changed"]
+
+
+@pytest.mark.slow
+def test_tasks_as_a_ros2_action_complete_and_a_cancel_stops_the_arm(ros2):
+    """A real rclpy ActionClient: one goal runs to a verified success with feedback; another is
+    cancelled while its first step moves the arm, and after the cancel is accepted no trajectory
+    but the hold is commanded and the arm stays still."""
+    from ivl_embodied.sim.tasks import load_split
+
+    tasks = load_split("heldout")
+    resident = [ros2.node(f"ivl_embodied.nodes.{n}") for n in ("vision_node", "planner_node", "executor_node")]
+    sim = ros2.node("ivl_embodied.nodes.sim_node", "-p", "split:=heldout", "-p", "task_index:=1")
+    try:
+        done = ros2.result(ros2.probe("action", tasks[1].instruction), timeout=400)
+        ros2.stop(sim)
+        sim = ros2.node("ivl_embodied.nodes.sim_node", "-p", "split:=heldout", "-p", "task_index:=0")
+        cancelled = ros2.result(ros2.probe("action", tasks[0].instruction, "--cancel-at-step", "1"), timeout=400)
+    finally:
+        logs = ros2.stop(sim, *resident)
+    assert done["ok"] and done["status"] == 4, (done, logs)  # action_msgs GoalStatus.STATUS_SUCCEEDED
+    assert done["success"] and done["verified"] and done["task_id"].startswith("goal_")
+    states = [f[0] for f in done["feedback"]]
+    assert "PLANNING" in states and "EXECUTING" in states, states
+    assert any(f[0] == "EXECUTING" and f[1] >= 1 and f[3] for f in done["feedback"])  # step and plan
+    assert cancelled["ok"] and cancelled["cancel_accepted"], (cancelled, logs)
+    assert cancelled["status"] == 5 and cancelled["reason"] == "cancelled", cancelled  # STATUS_CANCELED
+    assert not cancelled["success"]
+    # after the acceptance: at most the hold (sent before it, possibly heard after it), nothing else
+    assert all(n == 1 and speed == 0.0 for n, speed in cancelled["trajectories_after_cancel"]), cancelled
+    assert cancelled["max_speed_1s_after"] is not None and cancelled["max_speed_1s_after"] < 0.05, cancelled
+    assert cancelled["motion_after_1s"] < 0.01, cancelled  # rad: the arm stays where it stopped
