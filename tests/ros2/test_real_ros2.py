@@ -74,6 +74,28 @@ def test_real_rclpy_sees_a_cyclone_graph_and_a_mixed_graph_completes_a_task(ros2
     assert nbytes == tokens * hidden * 2  # bf16
 
 
+@pytest.mark.slow
+def test_real_rclpy_lists_the_four_nodes_of_a_cyclone_graph(ros2):
+    """`ros2 node list` / `ros2 node info` as a real rclpy sees our Cyclone backend's graph."""
+    mods = ("sim_node", "vision_node", "planner_node", "executor_node")
+    procs = [ros2.node(f"ivl_embodied.nodes.{m}", cyclone=True) for m in mods]
+    try:
+        report = ros2.result(ros2.probe("graph", *(f"/{m}" for m in mods)), timeout=180)
+    finally:
+        logs = ros2.stop(*procs)
+    assert report["ok"], (report, logs)
+    nodes = report["nodes"]
+    assert nodes["/planner_node"]["subscriptions"]["/ivl/visual_embeddings"] == [
+        "ivl_embodied_msgs/msg/VisualEmbedding"]
+    assert nodes["/planner_node"]["publishers"]["/ivl/plan"] == ["ivl_embodied_msgs/msg/ActionPlan"]
+    assert nodes["/sim_node"]["publishers"]["/camera/color/image_raw"] == ["sensor_msgs/msg/Image"]
+    assert nodes["/sim_node"]["subscriptions"]["/arm_controller/joint_trajectory"] == [
+        "trajectory_msgs/msg/JointTrajectory"]
+    assert nodes["/executor_node"]["subscriptions"]["/ivl/estop"] == ["std_msgs/msg/Bool"]
+    for name in nodes:
+        assert "/rosout" in nodes[name]["publishers"], name
+
+
 def test_ros_arguments_rename_namespace_and_remap_on_both_backends(ros2, tmp_path):
     """`-r __ns:=/robot1 -r __node:=... -r joint_states:=/arm/joint_states`: a real rclpy sees each
     executor under its namespace and name, on /robot1/... topics and the remapped one."""
