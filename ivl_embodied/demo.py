@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
 
     def start(name: str, *params: str) -> NodeProcess:
         spec: NodeSpec = specs[name]
-        return NodeProcess(spec, node_argv(spec, graph.params_file, list(params)), env)
+        # the simulator's /clock is the graph's time (what the launcher does for a graph with sim_node)
+        return NodeProcess(spec, node_argv(spec, graph.params_file, ["use_sim_time:=true", *params]), env)
 
     realtime_factor = args.realtime_factor
     if realtime_factor is None:

@@ -125,6 +125,17 @@ def node_argv(spec: NodeSpec, params_file: Path, overrides: list[str]) -> list[s
     return argv
 
 
+SIM_MODULE = "ivl_embodied.nodes.sim_node"
+
+
+def with_sim_time(specs: list[NodeSpec], overrides: list[str]) -> list[str]:
+    """``overrides`` plus ``use_sim_time:=true`` when the graph runs our simulator (its ``/clock`` is
+    the graph's time) and the user did not set ``use_sim_time`` themselves."""
+    if any(s.module == SIM_MODULE for s in specs) and not any(o.startswith("use_sim_time:=") for o in overrides):
+        return ["use_sim_time:=true", *overrides]
+    return list(overrides)
+
+
 def run_graph(
     specs: list[NodeSpec],
     params_file: Path,
@@ -140,6 +151,9 @@ def run_graph(
         raise FileNotFoundError(f"parameter file {params_file} does not exist")
     env = dict(os.environ if env is None else env)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    overrides = with_sim_time(specs, overrides or [])
+    if overrides[:1] == ["use_sim_time:=true"]:
+        log.info("the simulator is in the graph: every node takes its time from /clock (use_sim_time:=true)")
     stop = threading.Event()
     reason: list[str] = []
 
@@ -154,7 +168,7 @@ def run_graph(
     rc = 0
     try:
         for spec in specs:
-            procs.append(NodeProcess(spec, node_argv(spec, params_file, overrides or []), env))
+            procs.append(NodeProcess(spec, node_argv(spec, params_file, overrides), env))
             log.info("started %s (pid %d)", spec.name, procs[-1].popen.pid)
         t_end = None if duration_s is None else time.monotonic() + duration_s
         while not stop.is_set():
@@ -162,7 +176,7 @@ def run_graph(
                 if i in respawn_at:
                     if time.monotonic() >= respawn_at[i]:
                         del respawn_at[i]
-                        procs[i] = NodeProcess(p.spec, node_argv(p.spec, params_file, overrides or []), env)
+                        procs[i] = NodeProcess(p.spec, node_argv(p.spec, params_file, overrides), env)
                         restarts[p.spec.name] = restarts.get(p.spec.name, 0) + 1
                         log.warning("respawned %s (pid %d, restart %d)", p.spec.name, procs[i].popen.pid,
                                     restarts[p.spec.name])

@@ -13,4 +13,5 @@ from _graph import nodes_for  # noqa: E402
 
 
 def generate_launch_description():
-    return LaunchDescription(nodes_for(('robot', 'edge', 'workstation')))
+    # the simulator's /clock is the graph's time
+    return LaunchDescription(nodes_for(('robot', 'edge', 'workstation'), [{'use_sim_time': True}]))

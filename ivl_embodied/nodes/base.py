@@ -40,8 +40,12 @@ class NodeBase:
     def __init__(self, node: TransportNode):
         self.node = node
         self.logger = node.logger
+        # every ROS 2 node has use_sim_time: stamps from /clock instead of the wall clock
+        declared = {"use_sim_time": False, **self.PARAMETERS}
         self.params: dict[str, Any] = {name: node.declare_parameter(name, default)
-                                       for name, default in self.PARAMETERS.items()}
+                                       for name, default in declared.items()}
+        if self.params["use_sim_time"]:
+            node.use_sim_time()
         unknown = node.undeclared_overrides()
         if unknown:
             self.logger.warning("ignoring parameters %s: node %s does not declare them", unknown, node.name)

@@ -173,7 +173,7 @@ class ExecutorNode(NodeBase):
         """Ask the planner for another plan of this task; the ActionPlan it answers with, or None."""
         self.awaiting = (attempt, candidate)
         self.task_pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
-            header=header(time.time_ns()), task_id=plan_msg.task_id, instruction=plan_msg.instruction,
+            header=header(self.node.now_ns()), task_id=plan_msg.task_id, instruction=plan_msg.instruction,
             attempt=attempt, candidate=candidate, not_before=ns_to_stamp(not_before_ns)))
         try:
             return self.replies.get(timeout=float(self.params["plan_wait_s"]))

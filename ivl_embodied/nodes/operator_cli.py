@@ -26,7 +26,7 @@ def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sy
     """Send one task and follow it; returns its final state name (or 'TIMEOUT')."""
     task_id = uuid.uuid4().hex[:8]
     pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
-        header=header(time.time_ns()), task_id=task_id, instruction=instruction))
+        header=header(node.now_ns()), task_id=task_id, instruction=instruction))
     print(f"task {task_id}: {instruction}", file=out, flush=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and node.ok:

@@ -232,7 +232,7 @@ class PlannerNode(NodeBase):
         self.logger.warning("task %s attempt %d candidate %d: %s", request.task_id, request.attempt,
                             request.candidate, why)
         self.plan_pub.publish(msg_type(ACTION_PLAN)(
-            header=header(time.time_ns()), task_id=request.task_id, instruction=request.instruction, raw_text=why,
+            header=header(self.node.now_ns()), task_id=request.task_id, instruction=request.instruction, raw_text=why,
             attempt=request.attempt, candidate=request.candidate))
 
     def on_task(self, msg) -> None:
@@ -323,7 +323,7 @@ class PlannerNode(NodeBase):
         self.plan_pub.publish(plan_to_msg(
             out.plan, msg.task_id, msg.instruction, out.text,
             prefill_ms=out.timings.get("prefill_ms", 0.0), decode_ms=out.timings.get("decode_ms", 0.0),
-            generated_tokens=len(out.token_ids), stamp=time.time_ns(), frame_id=emb_header.frame_id,
+            generated_tokens=len(out.token_ids), stamp=self.node.now_ns(), frame_id=emb_header.frame_id,
             embedding_stamp=stamp_to_ns(emb_header.stamp), attempt=attempt, candidate=candidate,
         ))
 

@@ -62,6 +62,7 @@ class StatusPublisher:
     """Publishes one task's progress: ``status(task_id, "REJECTED", "why", reason="busy", attempt=1)``."""
 
     def __init__(self, node, topic: str):
+        self.node = node
         self.publisher = node.create_publisher(STATUS, topic, STATUS_QOS)
         self._valid_reasons = set(reasons().values())
 
@@ -74,7 +75,7 @@ class StatusPublisher:
         if reason not in self._valid_reasons:
             raise ValueError(f"unknown task status reason {reason!r}; TaskStatus.msg declares "
                              f"{sorted(self._valid_reasons)}")
-        self.publisher.publish(S(header=header(time.time_ns()), task_id=task_id, state=code,
+        self.publisher.publish(S(header=header(self.node.now_ns()), task_id=task_id, state=code,
                             message=message, reason=reason, attempt=min(max(int(attempt), 0), 255),
                             step=min(max(int(step), 0), 255)))
 

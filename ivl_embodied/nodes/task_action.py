@@ -91,7 +91,7 @@ class TaskActionServer:
             return self.Action.Result(success=False, message=f"no planner listening on {self.task_pub.topic} "
                                       f"within {PLANNER_WAIT_S:.0f} s", reason="node_lost", task_id=task_id)
         self.task_pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
-            header=header(time.time_ns()), task_id=task_id, instruction=handle.request.instruction))
+            header=header(self.node.now_ns()), task_id=task_id, instruction=handle.request.instruction))
         try:
             final = await entry["future"]
         finally:

@@ -130,6 +130,7 @@ class TransportNode(abc.ABC):
         self._params: dict[str, Any] = {}
         self._param_defaults: dict[str, Any] = {}
         self._shutdown = threading.Event()
+        self._sim_clock_ns: int | None = None  # None: wall time
 
     # ------------------------------------------------------------------ parameters
     def declare_parameter(self, name: str, default: Any) -> Any:
@@ -170,12 +171,30 @@ class TransportNode(abc.ABC):
         return self.resolve_topic(topic), resolve(qos)
 
     # ------------------------------------------------------------------ time
-    @staticmethod
-    def now() -> Any:
-        """Wall-clock ``builtin_interfaces/Time`` for stamping headers."""
+    def now_ns(self) -> int:
+        """The node's clock in ns for stamping: wall time, or after :meth:`use_sim_time` the latest
+        ``/clock`` (0 before the first one arrives, as in ROS 2)."""
+        return time.time_ns() if self._sim_clock_ns is None else self._sim_clock_ns
+
+    def now(self) -> Any:
+        """:meth:`now_ns` as a ``builtin_interfaces/Time``."""
         from ivl_embodied.transport.convert import ns_to_stamp
 
-        return ns_to_stamp(time.time_ns())
+        return ns_to_stamp(self.now_ns())
+
+    def use_sim_time(self) -> None:
+        """Take the node's clock from ``/clock`` (``rosgraph_msgs/Clock``, best effort, keep-last 1)
+        from now on: what ``use_sim_time:=true`` does in ROS 2."""
+        if self._sim_clock_ns is not None:
+            return
+        from ivl_embodied.transport.convert import stamp_to_ns
+
+        self._sim_clock_ns = 0
+
+        def on_clock(msg: Any) -> None:
+            self._sim_clock_ns = stamp_to_ns(msg.clock)
+
+        self.create_subscription("rosgraph_msgs/msg/Clock", "/clock", on_clock, QosProfile("best_effort", 1))
 
     # ------------------------------------------------------------------ lifecycle
     @property
