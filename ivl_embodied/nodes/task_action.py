@@ -25,6 +25,7 @@ from ivl_embodied.transport.convert import header
 
 LOG = logging.getLogger(__name__)
 PLANNER_WAIT_S = 30.0  # a goal waits this long for a planner to listen, then aborts
+NO_EMBEDDINGS_RETRIES = 10  # a goal the planner refuses for want of embeddings is sent again, 1 s apart
 
 
 def task_id_of(goal_uuid: Any) -> str:
@@ -82,7 +83,7 @@ class TaskActionServer:
         from rclpy.task import Future
 
         task_id = task_id_of(handle.goal_id.uuid)
-        entry = {"handle": handle, "future": Future(), "plan": "", "step": 0}
+        entry = {"handle": handle, "future": Future(), "plan": "", "step": 0, "retries": NO_EMBEDDINGS_RETRIES}
         self.goals[task_id] = entry
         self.node.logger.info("ExecuteTask goal %s: %r", task_id, handle.request.instruction)
         if not await self._planner_listens(PLANNER_WAIT_S):
@@ -90,8 +91,7 @@ class TaskActionServer:
             handle.abort()
             return self.Action.Result(success=False, message=f"no planner listening on {self.task_pub.topic} "
                                       f"within {PLANNER_WAIT_S:.0f} s", reason="node_lost", task_id=task_id)
-        self.task_pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
-            header=header(self.node.now_ns()), task_id=task_id, instruction=handle.request.instruction))
+        self._send(task_id, handle.request.instruction)
         try:
             final = await entry["future"]
         finally:
@@ -120,12 +120,30 @@ class TaskActionServer:
             if time.monotonic() > deadline:
                 return False
             tick: Future = Future()
-            timer = self.node.rclpy_node.create_timer(0.1, lambda f=tick: f.done() or f.set_result(None))
+            timer = self._timer(0.1, lambda f=tick: f.done() or f.set_result(None))
             await tick
             self.node.rclpy_node.destroy_timer(timer)
 
     def _on_beat(self, _msg: Any) -> None:
         self.last_beat = time.monotonic()
+
+    def _send(self, task_id: str, instruction: str) -> None:
+        self.task_pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
+            header=header(self.node.now_ns()), task_id=task_id, instruction=instruction))
+
+    def _send_later(self, task_id: str, instruction: str, delay_s: float) -> None:
+        def fire() -> None:
+            self.node.rclpy_node.destroy_timer(timer)
+            if task_id in self.goals and not self.goals[task_id]["future"].done():
+                self._send(task_id, instruction)
+
+        timer = self._timer(delay_s, fire)
+
+    def _timer(self, period_s: float, callback: Callable[[], Any]) -> Any:
+        """An rclpy timer on steady time (the node's clock may follow /clock)."""
+        from rclpy.clock import Clock, ClockType
+
+        return self.node.rclpy_node.create_timer(period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def on_status(self, msg: Any) -> None:
         entry = self.goals.get(msg.task_id)
@@ -135,7 +153,12 @@ class TaskActionServer:
         entry["plan"] = plan_of(msg.message) or entry["plan"]
         if msg.step:
             entry["step"] = msg.step
-        if state in TERMINAL:
+        if state == "REJECTED" and msg.reason == "no_embeddings" and entry["retries"] > 0:
+            # the planner has not heard the camera yet (it just started): ask again, as an operator would
+            entry["retries"] -= 1
+            self._send_later(msg.task_id, entry["handle"].request.instruction, 1.0)
+            msg.message = f"{msg.message}; asking again in 1 s"
+        elif state in TERMINAL:
             entry["future"].set_result(msg)
             return
         entry["handle"].publish_feedback(self.Action.Feedback(

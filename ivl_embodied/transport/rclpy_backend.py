@@ -90,20 +90,27 @@ class RclLogHandler(logging.Handler):
     """Hands a node logger's records to the rclpy node's rcl logger, which puts them on ``/rosout``
     (rcl's own console output is off: Python's logging already prints them)."""
 
-    SEVERITY = {10: "DEBUG", 20: "INFO", 30: "WARN", 40: "ERROR", 50: "FATAL"}
-
     def __init__(self, rcl_logger: Any):
         super().__init__(logging.DEBUG)
-        self.rcl_logger = rcl_logger
         from rclpy.logging import LoggingSeverity
 
-        self.levels = {k: getattr(LoggingSeverity, v) for k, v in self.SEVERITY.items()}
+        self.rcl_logger = rcl_logger
         rcl_logger.set_level(LoggingSeverity.DEBUG)  # the Python logger's level already filtered
 
     def emit(self, record: logging.LogRecord) -> None:
+        # One call site per severity: rclpy remembers each call site's severity and refuses another.
         try:
-            level = self.levels[min(50, max(10, record.levelno // 10 * 10))]
-            self.rcl_logger.log(record.getMessage(), level)
+            msg, level, log = record.getMessage(), record.levelno, self.rcl_logger
+            if level >= logging.CRITICAL:
+                log.fatal(msg)
+            elif level >= logging.ERROR:
+                log.error(msg)
+            elif level >= logging.WARNING:
+                log.warning(msg)
+            elif level >= logging.INFO:
+                log.info(msg)
+            else:
+                log.debug(msg)
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
 
@@ -211,8 +218,12 @@ class RclpyNode(TransportNode):
         return sub
 
     def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        from rclpy.clock import Clock, ClockType
+
         timer = Timer(period_s, callback)
-        handle = self._node.create_timer(timer.period_s, callback)
+        # Steady time, as on the Cyclone backend: with use_sim_time the node's own clock follows /clock,
+        # and a timer on it would never fire in the node that publishes /clock (the simulator).
+        handle = self._node.create_timer(timer.period_s, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
         original_cancel = timer.cancel
 
         def cancel() -> None:

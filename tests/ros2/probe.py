@@ -71,6 +71,8 @@ def graph(node: Node, args) -> dict:
     got: dict[str, list] = {}
     if args.decode:
         for topic, type_name in sorted(topics.items()):
+            if "/_action/" in topic:  # an action's own topics (hidden from `ros2 topic list`)
+                continue
             info = node.get_publishers_info_by_topic(topic)
             qos = info[0].qos_profile if info else QoSProfile(depth=10)
             qos = QoSProfile(reliability=qos.reliability, durability=qos.durability, depth=50)

@@ -43,6 +43,10 @@ def make_fake_rclpy(graph: FakeGraph) -> dict[str, types.ModuleType]:
     msgs = types.ModuleType("rcl_interfaces.msg")
     msgs.ParameterDescriptor = lambda **kw: types.SimpleNamespace(**kw)
 
+    clock = types.ModuleType("rclpy.clock")
+    clock.ClockType = enum.Enum("ClockType", "ROS_TIME SYSTEM_TIME STEADY_TIME")
+    clock.Clock = lambda clock_type=None: types.SimpleNamespace(clock_type=clock_type)
+
     qos = types.ModuleType("rclpy.qos")
     qos.ReliabilityPolicy = enum.Enum("ReliabilityPolicy", "RELIABLE BEST_EFFORT")
     qos.HistoryPolicy = enum.Enum("HistoryPolicy", "KEEP_LAST KEEP_ALL")
@@ -95,7 +99,7 @@ def make_fake_rclpy(graph: FakeGraph) -> dict[str, types.ModuleType]:
             graph.subs[topic].append((cls.TYPE, cb, raw))
             return types.SimpleNamespace(profile=profile, raw=raw)
 
-        def create_timer(self, period, cb):
+        def create_timer(self, period, cb, clock=None):
             return types.SimpleNamespace(cancel=lambda: None, period=period)
 
         def get_publishers_info_by_topic(self, topic):
@@ -127,7 +131,7 @@ def make_fake_rclpy(graph: FakeGraph) -> dict[str, types.ModuleType]:
     rclpy.qos, rclpy.node, rclpy.executors = qos, node_mod, ex
 
     mods = {"rclpy": rclpy, "rclpy.qos": qos, "rclpy.node": node_mod, "rclpy.executors": ex,
-            "rclpy.logging": logging_mod, "rcl_interfaces.msg": msgs}
+            "rclpy.logging": logging_mod, "rcl_interfaces.msg": msgs, "rclpy.clock": clock}
     for type_name in ("sensor_msgs/msg/Image", "std_msgs/msg/String", "std_msgs/msg/Header"):
         pkg, _, name = type_name.split("/")
         mod = mods.setdefault(f"{pkg}.msg", types.ModuleType(f"{pkg}.msg"))
