@@ -14,9 +14,14 @@ from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import header
 
 STATUS = "ivl_embodied_msgs/msg/TaskStatus"
-STATUS_QOS = QosProfile("reliable", 256, "volatile")
+STATUS_QOS = QosProfile("reliable", 256, "transient_local")
 """Publishers and readers of task status keep 256 samples: a burst of refusals must not push out statuses
-a slow reader has not taken yet (keep-last 10 lost 39 of 100 in the fault suite)."""
+a slow reader has not taken yet (keep-last 10 lost 39 of 100 in the fault suite). Transient local: a reader
+that matches a status writer late (discovery between two processes can take seconds on a loaded host) still
+gets what it missed; with a volatile one the executor's watchdog missed a planner's RECEIVED and failed a task
+the planner was planning ("did not acknowledge", seen with Fast DDS under load). Readers filter by task id."""
+REQUEST_QOS = QosProfile("reliable", 256, "volatile")
+"""Task requests stay volatile: a planner that starts must not plan the requests it missed."""
 
 
 def state_name(code: int) -> str:
@@ -95,7 +100,7 @@ class Watchdog:
         node.create_subscription("std_msgs/msg/Header", watched_topic, self.on_beat)
         node.create_subscription(STATUS, status_topic, self.on_status, STATUS_QOS)
         if task_topic:  # the planner's tasks begin with the request, before it says anything
-            node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", task_topic, self.on_request, STATUS_QOS)
+            node.create_subscription("ivl_embodied_msgs/msg/TaskRequest", task_topic, self.on_request, REQUEST_QOS)
         node.create_timer(0.25, self.check)
 
     def on_beat(self, msg) -> None:
