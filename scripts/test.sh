@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Test-only Debian packages: Debian 12's Cyclone DDS (C library with the DDS Security plugins, idlc,
-# headers) and a C compiler, for tests/transport/test_security.py's enforcement test.
-TEST_DEBS="cyclonedds-dev cyclonedds-tools gcc libc6-dev openssl"
+# headers) and a C compiler, for tests/transport/test_security.py's enforcement test; iproute2 (network
+# namespaces, veth, tc) and nftables (packet loss where the kernel has no netem) for test_two_hosts.py.
+TEST_DEBS="cyclonedds-dev cyclonedds-tools gcc libc6-dev openssl iproute2 nftables"
 missing=""
 for p in $TEST_DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -65,9 +65,10 @@ def test_real_rclpy_sees_a_cyclone_graph_and_a_mixed_graph_completes_a_task(ros2
     decoded = report["decoded"]
     # Sent only when asked (the planner asks for the mirrored view when a plan is refused; this task's
     # first plan is not): same types as /ivl/visual_embeddings and a std_msgs/Header.
-    # The ExecuteTask action's feedback and status exist while a goal runs (this task came as a topic).
+    # The ExecuteTask action's feedback and status exist while a goal runs (this task came as a topic); the
+    # executor sends on /ivl/task only to ask for an alternative or a retry.
     on_demand = {"/ivl/vision/mirror_request", "/ivl/visual_embeddings_mirrored", "/parameter_events",
-                 "/ivl/execute_task/_action/feedback", "/ivl/execute_task/_action/status"}
+                 "/ivl/execute_task/_action/feedback", "/ivl/execute_task/_action/status", "/ivl/task"}
     assert on_demand - {"/parameter_events"} <= set(report["published_topics"])
     missing = sorted(set(report["published_topics"]) - set(decoded) - on_demand)
     assert not missing, f"published but never decoded by rclpy: {missing}"

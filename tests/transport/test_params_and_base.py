@@ -126,7 +126,7 @@ class _Probe(NodeBase):
 def test_node_base_declares_and_sets_up(caplog: pytest.LogCaptureFixture) -> None:
     probe = _Probe.create({"depth": 7, "typo": 1})
     try:
-        assert probe.params == {"topic": "/probe", "depth": 7}
+        assert probe.params == {"topic": "/probe", "depth": 7, "use_sim_time": False}  # every node has use_sim_time
         assert probe.sub.topic == "/probe"
         assert any("typo" in r.getMessage() for r in caplog.records)
     finally:
