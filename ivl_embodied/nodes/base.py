@@ -2,9 +2,10 @@
 
 A node class declares its parameters with defaults, gets a transport node from the factory
 (rclpy on a ROS 2 machine, Cyclone DDS elsewhere), and sets up publishers/subscriptions in
-:meth:`NodeBase.setup`. :func:`main` runs a node class the way ``ros2 run`` would: parameters
-from ``--ros-args --params-file F -p name:=value``, spin until SIGINT/SIGTERM, then
-:meth:`NodeBase.close` and a clean shutdown (exit status 0).
+:meth:`NodeBase.setup`. :func:`main` runs a node class the way ``ros2 run`` would: ROS arguments
+(``--ros-args --params-file F -p name:=value -r from:=to -r __ns:=/ns -r __node:=name --log-level L``;
+anything else exits 2 naming it), spin until SIGINT/SIGTERM, then :meth:`NodeBase.close` and a clean
+shutdown (exit status 0). Every node also has ``use_sim_time`` (stamps from ``/clock`` when true).
 
     class EchoNode(NodeBase):
         NAME = "echo_node"
