@@ -167,6 +167,8 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, r
 
     if planner != "oracle":
         send()
+    sent = time.monotonic()
+    plan_s = None  # task sent -> first plan (PLANNED), as the operator sees it
     final = None
     seen = 0
     while time.monotonic() - t0 < timeout and final is None:
@@ -181,16 +183,19 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, r
                 send()
             elif state_name(s.state) in TERMINAL:
                 final = s
+            if state_name(s.state) == "PLANNED" and plan_s is None:
+                plan_s = round(time.monotonic() - sent, 3)
         seen = len(driver.statuses)
     if final is None:
-        return _result("TIMEOUT", f"no final status within {timeout:.0f} s", t0, driver, False)
+        return {**_result("TIMEOUT", f"no final status within {timeout:.0f} s", t0, driver, False), "plan_s": plan_s}
     if state_name(final.state) == "SUCCEEDED":
         node.spin_until(lambda: bool(driver.goal) and driver.goal[-1], timeout=3)
-    return _result(state_name(final.state), final.message, t0, driver, True)
+    return {**_result(state_name(final.state), final.message, t0, driver, True), "plan_s": plan_s,
+            "reason": final.reason}
 
 
 def run(args: argparse.Namespace) -> int:
-    from ivl_embodied.launcher import NodeProcess, NodeSpec, load_graph, node_argv, stop_nodes
+    from ivl_embodied.launcher import NodeProcess, NodeSpec, load_graph, node_argv, placement_envs, stop_nodes
     from ivl_embodied.sim.recording import write_video
     from ivl_embodied.sim.tasks import load_split
 
@@ -206,10 +211,15 @@ def run(args: argparse.Namespace) -> int:
     specs = {n.name: n for n in graph.nodes}
     args.out.mkdir(parents=True, exist_ok=True)
 
+    # every node on this machine: each gets its share of the cores (what the launcher does)
+    running = ["sim_node", "executor_node"] + ([] if planner == "oracle" else ["vision_node", "planner_node"])
+    node_envs = placement_envs([specs[n] for n in running], env)
+
     def start(name: str, *params: str) -> NodeProcess:
         spec: NodeSpec = specs[name]
         # the simulator's /clock is the graph's time (what the launcher does for a graph with sim_node)
-        return NodeProcess(spec, node_argv(spec, graph.params_file, ["use_sim_time:=true", *params]), env)
+        return NodeProcess(spec, node_argv(spec, graph.params_file, ["use_sim_time:=true", *params]),
+                           node_envs[spec.name])
 
     realtime_factor = args.realtime_factor
     if realtime_factor is None:

@@ -126,6 +126,7 @@ def node_argv(spec: NodeSpec, params_file: Path, overrides: list[str]) -> list[s
 
 
 SIM_MODULE = "ivl_embodied.nodes.sim_node"
+PLACEMENT_ENV = "IVL_THREADS_BY_PLACEMENT"
 
 
 def with_sim_time(specs: list[NodeSpec], overrides: list[str]) -> list[str]:
@@ -134,6 +135,21 @@ def with_sim_time(specs: list[NodeSpec], overrides: list[str]) -> list[str]:
     if any(s.module == SIM_MODULE for s in specs) and not any(o.startswith("use_sim_time:=") for o in overrides):
         return ["use_sim_time:=true", *overrides]
     return list(overrides)
+
+
+def placement_envs(specs: list[NodeSpec], env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each node's environment: ``env`` plus its share of this machine's cores (``runtime.threads``),
+    so co-located nodes do not each size their thread pools to every core. Logged."""
+    from ivl_embodied.runtime.threads import available_cores, describe, share_env, shares
+
+    cores = available_cores()
+    if os.environ.get(PLACEMENT_ENV, "1") == "0":  # for A/B benchmarks: every node sizes itself to every core
+        assigned = {s.name: cores for s in specs}
+        log.warning("threads by placement off (%s=0): %s", PLACEMENT_ENV, describe(assigned, cores))
+    else:
+        assigned = shares([s.name for s in specs], cores)
+        log.info("threads by placement: %s (a node's `threads` parameter overrides)", describe(assigned, cores))
+    return {s.name: {**env, **share_env(assigned[s.name])} for s in specs}
 
 
 def run_graph(
@@ -152,6 +168,7 @@ def run_graph(
     env = dict(os.environ if env is None else env)
     env.setdefault("PYTHONUNBUFFERED", "1")
     overrides = with_sim_time(specs, overrides or [])
+    node_envs = placement_envs(specs, env)
     if overrides[:1] == ["use_sim_time:=true"]:
         log.info("the simulator is in the graph: every node takes its time from /clock (use_sim_time:=true)")
     stop = threading.Event()
@@ -168,7 +185,7 @@ def run_graph(
     rc = 0
     try:
         for spec in specs:
-            procs.append(NodeProcess(spec, node_argv(spec, params_file, overrides), env))
+            procs.append(NodeProcess(spec, node_argv(spec, params_file, overrides), node_envs[spec.name]))
             log.info("started %s (pid %d)", spec.name, procs[-1].popen.pid)
         t_end = None if duration_s is None else time.monotonic() + duration_s
         while not stop.is_set():
@@ -176,7 +193,8 @@ def run_graph(
                 if i in respawn_at:
                     if time.monotonic() >= respawn_at[i]:
                         del respawn_at[i]
-                        procs[i] = NodeProcess(p.spec, node_argv(p.spec, params_file, overrides), env)
+                        argv = node_argv(p.spec, params_file, overrides)
+                        procs[i] = NodeProcess(p.spec, argv, node_envs[p.spec.name])
                         restarts[p.spec.name] = restarts.get(p.spec.name, 0) + 1
                         log.warning("respawned %s (pid %d, restart %d)", p.spec.name, procs[i].popen.pid,
                                     restarts[p.spec.name])

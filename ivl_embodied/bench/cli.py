@@ -13,6 +13,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "model": ("ivl_embodied.bench.model", "vision ms/tile, planner prefill ms and decode tok/s"),
     "vision-runtime": ("ivl_embodied.bench.runtime", "vision ms/tile: torch vs onnxruntime"),
     "sim": ("ivl_embodied.bench.sim", "physics steps/s, render fps, wall time per episode"),
+    "load": ("ivl_embodied.bench.load", "the demo graph on a busy machine: threads by placement vs all cores"),
     "two-hosts": ("ivl_embodied.bench.two_hosts", "3.7 MB embeddings between two network namespaces under loss (root)"),
 }
 

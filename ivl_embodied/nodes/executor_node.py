@@ -81,7 +81,10 @@ class ExecutorNode(NodeBase):
                                latch_file=estop_latch_file(p["estop_latch_file"]))
         topics = tuple((key, p[f"{key}_topic"]) for key in
                        ("rgb", "depth", "camera_info", "joint_states", "tf_static", "trajectory", "gripper"))
-        self.robot = TopicRobot(self.node, TopicRobotConfig(arm=ARM, base_frame=p["base_frame"], topics=topics))
+        # frames as old as the oldest plan the gate accepts, plus the time a plan may take to arrive
+        history_s = float(p["max_plan_age_s"]) + float(p["frame_wait_s"])
+        self.robot = TopicRobot(self.node, TopicRobotConfig(arm=ARM, base_frame=p["base_frame"], topics=topics,
+                                                            frame_history_s=history_s))
         self.executor = Executor(self.robot, self.gate,
                                  limits=ARM.trajectory_limits(max_joint_speed=float(p["max_joint_speed"])))
         self.busy: str | None = None

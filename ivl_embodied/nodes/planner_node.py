@@ -72,6 +72,7 @@ class PlannerNode(NodeBase):
         "executor_heartbeat_topic": "ivl/executor/heartbeat",
         "watchdog_timeout_s": 3.0,  # tasks of an executor silent (or restarted) this long are FAILED node_lost
         "read_instructions": True,  # read the operator's words first: refusals, canonical task, held decoding
+        "threads": 0,  # CPU threads for the language model; 0 = this node's share of the cores ($IVL_CPU_SHARE)
     }
 
     def setup(self) -> None:
@@ -79,8 +80,11 @@ class PlannerNode(NodeBase):
 
         from ivl_embodied.checkpoints.internvl import load_language
         from ivl_embodied.language.planner import GenerationSettings
+        from ivl_embodied.runtime.threads import configure_torch
 
         p = self.params
+        self.threads = configure_torch(p["threads"])
+        self.logger.info("%d CPU thread(s) for the language model", self.threads)
         for name in ("samples", "max_instruction_chars", "max_queued_tasks"):
             if isinstance(p[name], bool) or not isinstance(p[name], int) or p[name] < (0 if name == "samples" else 1):
                 raise ValueError(f"{name} must be an int >= {0 if name == 'samples' else 1}, got {p[name]!r}")

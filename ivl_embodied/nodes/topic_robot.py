@@ -56,7 +56,11 @@ class TopicRobotConfig:
     settle_s: float = TRAJECTORY_SETTLE_S  # robot time allowed after a trajectory's end
     gripper_timeout_s: float = 0.8  # robot time
     wall_timeout_factor: float = 4.0  # wall-clock bound = factor x robot-time budget + 5 s
-    frame_history: int = 40
+    # RGB-D frames kept, by stamp: every frame of the last frame_history_s seconds (robot time), at most
+    # max_frames. A plan names the frame it was made from; one older than the executor's max_plan_age_s
+    # is refused anyway, so the span follows that (a frame count ran out under load: issue 18).
+    frame_history_s: float = 12.0
+    max_frames: int = 300
     topics: tuple[tuple[str, str], ...] = (
         ("rgb", "camera/color/image_raw"), ("depth", "camera/depth/image_raw"),
         ("camera_info", "camera/color/camera_info"), ("joint_states", "joint_states"),
@@ -65,12 +69,16 @@ class TopicRobotConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("goal_tolerance", "settle_s", "gripper_timeout_s", "wall_timeout_factor"):
+        for name in ("goal_tolerance", "settle_s", "gripper_timeout_s", "wall_timeout_factor", "frame_history_s",
+                     "max_frames"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
 
     def topic(self, key: str) -> str:
         return dict(self.topics)[key]
+
+
+TIME_JUMP_NS = 1_000_000_000  # joint states this much older than the last: the robot's clock went back
 
 
 class TopicRobot(Robot):
@@ -102,10 +110,24 @@ class TopicRobot(Robot):
     # -- callbacks (spinning thread) -----------------------------------------------------
     def _keep(self, store: collections.OrderedDict, msg) -> None:
         with self._cv:
-            store[stamp_to_ns(msg.header.stamp)] = msg
-            while len(store) > self.cfg.frame_history:
+            stamp = stamp_to_ns(msg.header.stamp)
+            span = int(self.cfg.frame_history_s * 1e9)
+            if store and stamp + span < next(reversed(store)):
+                self._forget_frames(f"a frame stamped {ns_to_s(stamp):.3f} s")
+            store[stamp] = msg
+            oldest_kept = next(reversed(store)) - span
+            while len(store) > self.cfg.max_frames or next(iter(store)) < oldest_kept:
                 store.popitem(last=False)
             self._cv.notify_all()
+
+    def _forget_frames(self, what: str) -> None:
+        """The robot's time went back (a simulator restarted, a bag looped): frames stamped in the old
+        timeline would be taken for frames of the new one ("the first frame newer than now"). Under _cv."""
+        if self._rgb or self._depth:
+            LOG.warning("robot time jumped back (%s, after %s): forgetting %d kept frames", what,
+                        f"{ns_to_s(max([*self._rgb, *self._depth])):.3f} s", len(self._rgb) + len(self._depth))
+        self._rgb.clear()
+        self._depth.clear()
 
     def _on_rgb(self, msg) -> None:
         self._keep(self._rgb, msg)
@@ -148,7 +170,10 @@ class TopicRobot(Robot):
             vel = vel if len(vel) else np.zeros(len(pos))
             for name, q, v in zip(msg.name, pos, vel, strict=True):
                 self._joints[name] = (float(q), float(v))
-            self._robot_ns = stamp_to_ns(msg.header.stamp)
+            stamp = stamp_to_ns(msg.header.stamp)
+            if self._robot_ns is not None and stamp < self._robot_ns - TIME_JUMP_NS:
+                self._forget_frames(f"joint states stamped {ns_to_s(stamp):.3f} s")
+            self._robot_ns = stamp
             self._cv.notify_all()
 
     # -- state ------------------------------------------------------------------------------
@@ -205,7 +230,9 @@ class TopicRobot(Robot):
         """The first RGB-D frame stamped after the robot's current time (waits up to ``timeout_s``)."""
         with self._cv:
             start = self._robot_ns or 0
-            newer = lambda: [s for s in self._depth if s in self._rgb and s > start]  # noqa: E731
+            # newer than now, and not from after the robot's latest time (a frame of an older timeline)
+            newer = lambda: [s for s in self._depth if s in self._rgb  # noqa: E731
+                             and start < s <= (self._robot_ns or 0) + TIME_JUMP_NS]
             if not self._cv.wait_for(lambda: bool(newer()), timeout=timeout_s):
                 raise RobotUnavailable(f"no RGB-D frame newer than {ns_to_s(start):.3f} s within {timeout_s} s")
             stamp = newer()[0]

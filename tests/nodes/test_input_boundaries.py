@@ -107,3 +107,32 @@ def test_a_restarted_executor_is_still_estopped_until_reset(loopback_dds):
         assert not third.gate.estopped
     finally:
         third.shutdown()
+
+
+def _image(stamp_ns, encoding="rgb8"):
+    return msg_type("sensor_msgs/msg/Image")(
+        header=msg_type("std_msgs/msg/Header")(stamp=ns_to_stamp(stamp_ns)), height=1, width=1, encoding=encoding,
+        step=3 if encoding == "rgb8" else 4, data=bytes(3 if encoding == "rgb8" else 4))
+
+
+def test_frames_are_kept_for_a_time_span_and_forgotten_when_robot_time_jumps_back(executor_node, caplog):
+    """A simulator restarted (or a bag looped) starts its clock again: frames of the old timeline must
+    not pass for new ones ('the first frame newer than now' once picked a frame of the last scene)."""
+    robot = executor_node.robot
+    n = len(robot.arm_joint_names)
+    span = robot.cfg.frame_history_s
+    assert span == executor_node.params["max_plan_age_s"] + executor_node.params["frame_wait_s"]
+    second = 1_000_000_000
+    for t in range(0, 30):  # 15 s at 2 Hz
+        robot._on_rgb(_image(t * second // 2))
+        robot._on_depth(_image(t * second // 2, "32FC1"))
+    kept = robot.frame_stamps()
+    assert kept[-1] == 29 * second // 2 and kept[0] >= kept[-1] - span * second and len(kept) < 30
+    robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=14 * second))
+    robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=second // 5))  # the clock starts again
+    assert robot.frame_stamps() == [] and "robot time jumped back" in caplog.text
+    robot._on_rgb(_image(13 * second))  # a late frame of the old timeline
+    robot._on_depth(_image(13 * second, "32FC1"))
+    robot._on_rgb(_image(second // 2))
+    robot._on_depth(_image(second // 2, "32FC1"))
+    assert robot.frame_stamps() == [second // 2]  # 13 s is more than a span ahead of the new frames: forgotten
