@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 
@@ -26,10 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _inspect(src: str) -> dict:
-    from ivl_embodied.checkpoints.internvl import checkpoint_kind, load_language, load_vision
+    from ivl_embodied.checkpoints.internvl import checkpoint_kind, full_layout, load_language, load_vision
 
     kind = checkpoint_kind(src)
     info: dict = {"path": src, "kind": kind}
+    if kind == "internvl":
+        info["layout"] = full_layout(src)  # "hf" (transformers) or "released" (OpenGVLab remote-code format)
     if kind in ("internvl", "vision"):
         enc = load_vision(src, dtype=None)
         c = enc.config
@@ -38,6 +41,8 @@ def _inspect(src: str) -> dict:
             "tile_size": c.tile_size,
             "tokens_per_tile": c.tokens_full,
             "vir": c.with_vir,
+            "router": c.router_arch if c.with_vir else None,
+            "vir_policy": dataclasses.asdict(c.vir_policy) if c.vir_policy is not None else None,
             "text_hidden_size": c.text_hidden_size,
             "encoder_id": c.encoder_id,
         }

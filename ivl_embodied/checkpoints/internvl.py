@@ -11,6 +11,11 @@ from ``*.safetensors`` only):
   ``language_model.lm_head.``.
 * the same with Flash (ViR) extras, under our key names ``model.mlp2.*`` and
   ``model.vision_router.*`` (``model.`` optional; layouts in :mod:`.vision` / :mod:`.vir`).
+* a released InternVL3.5(-Flash) directory as OpenGVLab publishes it (remote-code format,
+  ``config.json`` with ``model_type: internvl_chat``; ``vision_model.*``, ``mlp1.*``,
+  ``mlp2.*``, ``pooling_before_gating.*``, ``gating.*``, ``language_model.*``), read through
+  the key and config map of :mod:`.released` -- strictly, every tensor accounted for -- and
+  never by running its code.
 * split directories written by :func:`split_checkpoint`:
   vision: ``vision_config.json`` (``format: ivl_embodied.vision/1``) + ``model.safetensors``
   with keys ``vision_tower.*``, ``multi_modal_projector.*`` [``mlp2.*``, ``vision_router.*``];
@@ -21,6 +26,7 @@ from ``*.safetensors`` only):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -31,8 +37,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, InternVLVisionConfig
 
+from ivl_embodied.checkpoints import released
 from ivl_embodied.language.planner import LanguagePlanner, PlannerConfig
 from ivl_embodied.vision.encoder import VisionEncoder, VisionEncoderConfig
+from ivl_embodied.vision.vir import ViRPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +94,69 @@ def _read_mapped(src: Path, prefixes: dict[str, str]) -> dict[str, torch.Tensor]
     return out
 
 
+def _read_filtered(src: Path, keep) -> dict[str, torch.Tensor]:
+    """Tensors of all ``*.safetensors`` in ``src`` whose key ``keep(key)`` accepts, names unchanged."""
+    files = sorted(src.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors in {str(src)!r} (only safetensors weights are loaded)")
+    out: dict[str, torch.Tensor] = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as sf:
+            for key in sf.keys():
+                if keep(key):
+                    out[key] = sf.get_tensor(key)
+    return out
+
+
+_FULL_LAYOUTS = {"internvl": "hf", released.RELEASED_MODEL_TYPE: "released"}
+
+
+def full_layout(src: str | Path) -> str:
+    """Layout of a full checkpoint dir: 'hf' (transformers ``internvl``) or 'released' (``internvl_chat``)."""
+    p = _check_dir(src)
+    cfg = p / "config.json"
+    model_type = json.loads(cfg.read_text()).get("model_type") if cfg.is_file() else None
+    if model_type not in _FULL_LAYOUTS:
+        raise ValueError(f"{str(p)!r} is not a full InternVL checkpoint (config.json model_type {model_type!r})")
+    return _FULL_LAYOUTS[model_type]
+
+
 def checkpoint_kind(src: str | Path) -> str:
-    """'internvl' (full -HF / Flash dir), 'vision' or 'language' (split dirs)."""
+    """'internvl' (full -HF / Flash / released dir), 'vision' or 'language' (split dirs)."""
     p = _check_dir(src)
     if (p / "vision_config.json").is_file():
         return "vision"
     if (p / "ivl_language.json").is_file():
         return "language"
     cfg = p / "config.json"
-    if cfg.is_file() and json.loads(cfg.read_text()).get("model_type") == "internvl":
+    if cfg.is_file() and json.loads(cfg.read_text()).get("model_type") in _FULL_LAYOUTS:
         return "internvl"
     raise ValueError(f"{str(p)!r} is neither an InternVL -HF checkpoint nor an ivl_embodied split directory")
+
+
+def _load_released_vision(p: Path) -> tuple[VisionEncoder, dict[str, torch.Tensor]]:
+    """A released (remote-code format) dir -> our encoder; every vision-side tensor must fit."""
+    cfg = json.loads((p / "config.json").read_text())
+    where = f"released checkpoint {str(p)!r}"
+    tensors = _read_filtered(p, lambda k: not k.startswith(released.LANGUAGE_PREFIX))
+    vir = sorted(k for k in tensors if released.is_vir_tensor(k))
+    with_vir = bool(vir) or bool(cfg.get("flash_mode"))  # flash_mode without the tensors: reported missing
+    config = released.vision_config(cfg, with_vir, f"{p.name}{'+vir' if with_vir else ''}", where)
+    encoder = VisionEncoder(config)
+    state = released.vision_state_to_ours(tensors, encoder.state_dict(), where)
+    encoder.load_state_dict(state, strict=True)
+    return encoder, tensors
+
+
+def _check_released_language_keys(p: Path) -> None:
+    """Every ``language_model.*`` tensor of a released dir must be the LM's (``.model.*`` / ``.lm_head.*``)."""
+    known = tuple(k for k in _LANGUAGE_PREFIXES if k.startswith(released.LANGUAGE_PREFIX))
+    stray = []
+    for f in sorted(p.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as sf:
+            stray += [k for k in sf.keys() if k.startswith(released.LANGUAGE_PREFIX) and not k.startswith(known)]
+    if stray:
+        raise ValueError(f"released checkpoint {str(p)!r}: unexpected language tensors {sorted(stray)[:12]}")
 
 
 def _finish(module: torch.nn.Module, dtype: torch.dtype, device: str | torch.device) -> torch.nn.Module:
@@ -128,7 +188,14 @@ def load_vision(
             with_vir=bool(meta["with_vir"]),
             router_heads=int(meta["router_heads"]),
             encoder_id=str(meta["encoder_id"]),
+            router_arch=str(meta.get("router_arch", "ivl")),
+            vir_policy=ViRPolicy(**meta["vir_policy"]) if meta.get("vir_policy") else None,
         )
+    elif kind == "internvl" and full_layout(p) == "released":
+        encoder, tensors = _load_released_vision(p)
+        logger.info("loaded vision side from released layout %s (ViR=%s, %d tensors)", p, encoder.config.with_vir,
+                    len(tensors))
+        return _finish(encoder, dtype or _source_dtype(tensors), device)
     elif kind == "internvl":
         cfg = AutoConfig.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
         if cfg.vision_feature_layer != -1 or cfg.vision_feature_select_strategy != "default":
@@ -186,10 +253,16 @@ def load_language(
         if planner_config is None:
             planner_config = PlannerConfig(system_prompt=meta.get("system_prompt", PlannerConfig().system_prompt))
     else:
-        cfg = AutoConfig.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
-        text_config = copy.deepcopy(cfg.text_config)
+        if full_layout(p) == "released":
+            _check_released_language_keys(p)
+            text_config = released.text_config(json.loads((p / "config.json").read_text()), f"{str(p)!r}")
+            tie_cfg = bool(getattr(text_config, "tie_word_embeddings", False))
+        else:
+            cfg = AutoConfig.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
+            text_config = copy.deepcopy(cfg.text_config)
+            tie_cfg = bool(getattr(cfg, "tie_word_embeddings", False))
         state = _read_mapped(p, _LANGUAGE_PREFIXES)
-        tie = bool(getattr(cfg, "tie_word_embeddings", False)) or "lm_head.weight" not in state
+        tie = tie_cfg or "lm_head.weight" not in state
         text_config.tie_word_embeddings = tie
         lm = AutoModelForCausalLM.from_config(text_config)
         if tie:
@@ -218,6 +291,8 @@ def save_vision(encoder: VisionEncoder, out: str | Path) -> Path:
         "with_vir": c.with_vir,
         "router_heads": c.router_heads,
         "encoder_id": c.encoder_id,
+        "router_arch": c.router_arch,
+        "vir_policy": dataclasses.asdict(c.vir_policy) if c.vir_policy is not None else None,
         "tile_size": c.tile_size,
         "tokens_per_tile": {"full": c.tokens_full, "compressed": c.tokens_compressed if c.with_vir else None},
     }
@@ -241,7 +316,7 @@ def save_language(planner: LanguagePlanner, out: str | Path) -> Path:
 def split_checkpoint(
     src: str | Path, vision_out: str | Path, language_out: str | Path, dtype: torch.dtype | None = None
 ) -> tuple[Path, Path]:
-    """Split a full InternVL3.5 (-HF or Flash) directory into vision and language directories.
+    """Split a full InternVL3.5 (-HF, Flash or released) directory into vision and language directories.
 
     ``dtype=None`` keeps the stored dtype (bf16 for the released checkpoints).
     """

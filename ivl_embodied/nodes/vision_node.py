@@ -46,13 +46,17 @@ class VisionNode(NodeBase):
         "kept_frames": 30,  # frames kept (by stamp) for mirror requests: 15 s at 2 Hz
         "rate_hz": 2.0,
         "max_input_age_s": 2.0,
+        "threads": 0,  # CPU threads for the encoder; 0 = this node's share of the cores ($IVL_CPU_SHARE, else all)
     }
 
     def setup(self) -> None:
         from ivl_embodied.runtime import make_vision_backend
+        from ivl_embodied.runtime.threads import configure_torch
         from ivl_embodied.vision.vir import ViRPolicy
 
         p = self.params
+        self.threads = configure_torch(p["threads"])
+        self.logger.info("%d CPU thread(s) for the encoder", self.threads)
         if p["dtype"] not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {p['dtype']!r}")
         if p["vir_mode"] not in VIR_MODES:
@@ -70,12 +74,17 @@ class VisionNode(NodeBase):
             raise ValueError(f"backend {p['backend']!r} needs the `engine` parameter (an exported .onnx/.engine)")
         else:
             path = p["engine"]
-        self.backend = make_vision_backend(p["backend"], path, device=p["device"])  # bf16 on CUDA for torch
+        options = {"threads": self.threads} if p["backend"] == "onnxruntime" else {}
+        self.backend = make_vision_backend(p["backend"], path, device=p["device"], **options)  # bf16 on CUDA
         mode = VIR_MODES[p["vir_mode"]]
         if mode != "full" and not self.backend.with_vir:
             self.logger.warning("checkpoint has no ViR router/mlp2: vir_mode %r falls back to all256", p["vir_mode"])
             mode = "full"
         self.policy = ViRPolicy(mode, relative=p["vir_relative"], absolute=p["vir_absolute"])
+        shipped = getattr(getattr(getattr(self.backend, "encoder", None), "config", None), "vir_policy", None)
+        if p["vir_mode"] == "auto" and mode != "full" and shipped is not None:
+            self.policy = shipped  # the routing the checkpoint was released with (InternVL3.5-Flash: flash_*)
+            self.logger.info("ViR policy from the checkpoint: %s", shipped)
         self.latest = None  # (Image msg, monotonic receipt time); only the newest is kept
         self.published = 0
         self.pub = self.node.create_publisher(EMBEDDING, p["embedding_topic"], "large_latest")

@@ -3,7 +3,8 @@
 Module names match transformers' ``InternVLModel`` (``vision_tower``,
 ``multi_modal_projector.{layer_norm,linear_1,linear_2}``) so real ``-HF`` checkpoints load
 by prefix; the Flash extras are ``mlp2.{layer_norm,linear_1,linear_2,linear_3}`` and
-``vision_router.*`` (see :mod:`ivl_embodied.vision.vir`).
+``vision_router.*`` (see :mod:`ivl_embodied.vision.vir`; ``router_arch`` picks our router or the
+released one, whose tensors are then ``vision_router.{pooling_before_gating,gating}.*``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from transformers import InternVLVisionConfig, InternVLVisionModel
 
 from ivl_embodied.embeddings.payload import VisualEmbeddings
 from ivl_embodied.vision.tiling import Tiles
-from ivl_embodied.vision.vir import ViRPolicy, VisualResolutionRouter, route_tiles
+from ivl_embodied.vision.vir import ROUTER_ARCHS, ViRPolicy, route_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +34,15 @@ class VisionEncoderConfig:
     with_vir: bool = False
     router_heads: int = 16
     encoder_id: str = "internvl3_5"
+    router_arch: str = "ivl"  # "ivl" (VisualResolutionRouter) | "released" (ReleasedFlashRouter)
+    vir_policy: ViRPolicy | None = None  # the routing the checkpoint ships with (released: flash_* keys)
 
     def __post_init__(self) -> None:
         vc = self.vision_config
+        if self.router_arch not in ROUTER_ARCHS:
+            raise ValueError(f"router_arch must be one of {sorted(ROUTER_ARCHS)}, got {self.router_arch!r}")
+        if self.vir_policy is not None and not isinstance(self.vir_policy, ViRPolicy):
+            raise TypeError(f"vir_policy must be a ViRPolicy or None, got {type(self.vir_policy).__name__}")
         if self.downsample_ratio != 0.5:
             raise ValueError(f"downsample_ratio must be 0.5 (InternVL3.5), got {self.downsample_ratio!r}")
         if self.text_hidden_size <= 0:
@@ -125,7 +132,7 @@ class VisionEncoder(nn.Module):
         self.multi_modal_projector = MultiModalProjector(4 * c, config.text_hidden_size)
         if config.with_vir:
             self.mlp2 = CompressedProjector(16 * c, config.text_hidden_size)
-            self.vision_router = VisualResolutionRouter(c, config.router_heads)
+            self.vision_router = ROUTER_ARCHS[config.router_arch](c, config.router_heads)
 
     @property
     def dtype(self) -> torch.dtype:
