@@ -50,15 +50,23 @@ def domain_id_from_env() -> int:
     return value
 
 
+def write_cdr(writer: Any, data: bytes | memoryview, topic: str, type_name: str) -> None:
+    """Write already-serialized CDR bytes with ``writer`` (the C layer copies them as they are)."""
+    from cyclonedds._clayer import ddspy_write
+
+    if len(data) % 4:
+        data = bytes(data) + b"\0" * (4 - len(data) % 4)  # DDS samples are padded to 4 bytes
+    ret = ddspy_write(writer._ref, data)
+    if ret < 0:
+        raise RuntimeError(f"DDS write on {topic} ({type_name}, {len(data)} bytes) failed: code {ret}")
+
+
 class CyclonePublisher(Publisher):
     def __init__(self, node: CycloneNode, topic: str, type_name: str, qos: QosProfile):
         from cyclonedds.pub import DataWriter
 
         self.topic, self.type_name, self.qos = topic, type_name, qos
         self._writer = DataWriter(node._participant, node._topic(topic, type_name), qos=to_cyclone(qos, writer=True))
-        from cyclonedds._clayer import ddspy_write
-
-        self._write = ddspy_write
 
     def publish(self, msg: Any) -> None:
         """Serialize ``msg`` and write it; the writer copies the serializer's buffer directly."""
@@ -69,11 +77,7 @@ class CyclonePublisher(Publisher):
         self.publish_raw(cyclone_types.serialize_view(msg))
 
     def publish_raw(self, data: bytes | memoryview) -> None:
-        if len(data) % 4:
-            data = bytes(data) + b"\0" * (4 - len(data) % 4)  # DDS samples are padded to 4 bytes
-        ret = self._write(self._writer._ref, data)
-        if ret < 0:
-            raise RuntimeError(f"DDS write on {self.topic} ({self.type_name}, {len(data)} bytes) failed: code {ret}")
+        write_cdr(self._writer, data, self.topic, self.type_name)
 
     @property
     def matched_subscribers(self) -> int:
@@ -167,13 +171,10 @@ class CycloneNode(TransportNode):
             readers=[s._reader.guid.bytes for s in self._subscriptions],
             writers=[p._writer.guid.bytes for p in self._publishers.values()],
         )
-        data = cyclone_types.serialize(msg)
-        data += b"\0" * (-len(data) % 4)
-        from cyclonedds._clayer import ddspy_write
-
-        ret = ddspy_write(self._discovery_writer._ref, data)
-        if ret < 0:
-            self.logger.error("could not announce node %s on %s: code %d", self.name, graph.DISCOVERY_TOPIC, ret)
+        try:
+            write_cdr(self._discovery_writer, cyclone_types.serialize(msg), graph.DISCOVERY_TOPIC, graph.DISCOVERY_TYPE)
+        except RuntimeError as exc:
+            self.logger.error("could not announce node %s: %s", self.name, exc)
 
     def _topic(self, topic: str, type_name: str) -> Any:
         from cyclonedds.topic import Topic
