@@ -139,10 +139,10 @@ def _result(status: str, message: str, t0: float, driver: Driver, verdict: bool)
 def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, retries: int = 5) -> dict:
     """Send one task (or its oracle plan) and follow it to a final status and the simulator's verdict.
 
-    A task REJECTED because the planner had no embeddings yet (``reason == no_embeddings``: its
-    reader can match the vision writer a moment after ours did, and volatile topics keep no
-    history) is sent again, ``retries`` times at most, a second apart, as an operator would."""
-    from ivl_embodied.nodes.status import TERMINAL, state_name
+    A task REJECTED because the planner had no current view yet (``CAMERA_NOT_READY``: its reader
+    can match the vision writer a moment after ours did, and volatile topics keep no history) is sent
+    again, ``retries`` times at most, a second apart, as an operator would."""
+    from ivl_embodied.nodes.status import CAMERA_NOT_READY, TERMINAL, state_name
     from ivl_embodied.transport import msg_type
     from ivl_embodied.transport.convert import header, plan_to_msg, stamp_to_ns
 
@@ -177,7 +177,7 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, r
             if s.task_id != task_id:
                 continue
             log.info("  [%s%s] %s", state_name(s.state), f" attempt {s.attempt}" if s.attempt > 1 else "", s.message)
-            if state_name(s.state) == "REJECTED" and s.reason == "no_embeddings" and retries > 0:
+            if state_name(s.state) == "REJECTED" and s.reason in CAMERA_NOT_READY and retries > 0:
                 retries -= 1
                 node.spin_until(lambda: False, timeout=1.0)
                 send()

@@ -75,3 +75,51 @@ def test_no_robot_is_a_stack_failure_with_a_full_result():
     r = run_task(_Driver(), task=None, task_id="t", planner="oracle", timeout=1.0)
     assert r["status"] == "NO_ROBOT" and r["verdict"] is False and r["ok"] is False
     assert r["frames"] == [] and r["goal_reached"] is False and "wall_s" in r
+
+
+def test_a_task_refused_for_want_of_a_current_view_is_asked_again_then_followed_to_its_end():
+    """The camera just restarted: the planner refuses the first request (stale embeddings), the demo
+    sends it again and follows the second to its verified end; a wrong task is not re-sent."""
+    from types import SimpleNamespace
+
+    from ivl_embodied.demo import run_task
+    from ivl_embodied.transport import msg_type
+
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+
+    class Node:
+        def __init__(self, answers):
+            self.answers, self.pending, self.statuses = answers, [], []
+
+        def spin_until(self, cond, timeout):
+            return cond()
+
+        def spin_once(self, timeout):  # the planner's answer arrives with the next spin
+            self.statuses.extend(self.pending)
+            self.pending.clear()
+
+    class Pub:
+        def __init__(self, driver):
+            self.driver = driver
+
+        def publish(self, msg):
+            state, reason = self.driver.node.answers.pop(0)
+            self.driver.sent.append(msg.task_id)
+            self.driver.node.pending.append(S(task_id=msg.task_id, state=state, reason=reason, message=reason))
+
+    def driver(answers):
+        Image = msg_type("sensor_msgs/msg/Image")
+        frame = Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3))
+        node = Node(answers)
+        d = SimpleNamespace(node=node, frames=[frame, frame], goal=[True], planner_beats=[1], embeddings=2,
+                            statuses=node.statuses, sent=[])
+        d.task_pub = Pub(d)
+        return d
+
+    task = SimpleNamespace(instruction="put the red cube in the bowl")
+    d = driver([(S.STATE_REJECTED, "stale_embeddings"), (S.STATE_SUCCEEDED, "")])
+    r = run_task(d, task, "t1", "default", timeout=5.0)
+    assert d.sent == ["t1", "t1"] and r["status"] == "SUCCEEDED" and r["ok"], r
+    d = driver([(S.STATE_REJECTED, "unknown_words"), (S.STATE_SUCCEEDED, "")])
+    r = run_task(d, task, "t2", "default", timeout=5.0)
+    assert d.sent == ["t2"] and r["status"] == "REJECTED" and not r["ok"], r

@@ -39,6 +39,11 @@ def reasons() -> dict[str, str]:
     return {name: getattr(S, name) for name in dir(S) if name.startswith("REASON_")}
 
 
+CAMERA_NOT_READY = frozenset({"no_embeddings", "stale_embeddings"})
+"""Refusals that say the planner has no current view yet (its vision input just started, restarted, or
+paused for a moment), not that the task is wrong: a client asks again a second later, a bounded number of
+times, as an operator would. A scene that is still not current after that is reported as refused."""
+
 PLANNER_HEARTBEAT = "ivl/planner/heartbeat"
 ESTOP_LATCHED_QOS = QosProfile("reliable", 1, "transient_local")
 """An e-stop publisher that keeps its last command for nodes that start later (the operator CLI's)."""

@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ivl_embodied.nodes.status import STATUS, STATUS_QOS, TERMINAL, state_name
+from ivl_embodied.nodes.status import CAMERA_NOT_READY, STATUS, STATUS_QOS, TERMINAL, state_name
 from ivl_embodied.transport import msg_type
 from ivl_embodied.transport.convert import header
 
 LOG = logging.getLogger(__name__)
 PLANNER_WAIT_S = 30.0  # a goal waits this long for a planner to listen, then aborts
-NO_EMBEDDINGS_RETRIES = 10  # a goal the planner refuses for want of embeddings is sent again, 1 s apart
+CAMERA_RETRIES = 10  # a goal refused for want of a current view (CAMERA_NOT_READY) is sent again, 1 s apart
 
 
 def task_id_of(goal_uuid: Any) -> str:
@@ -83,7 +83,7 @@ class TaskActionServer:
         from rclpy.task import Future
 
         task_id = task_id_of(handle.goal_id.uuid)
-        entry = {"handle": handle, "future": Future(), "plan": "", "step": 0, "retries": NO_EMBEDDINGS_RETRIES}
+        entry = {"handle": handle, "future": Future(), "plan": "", "step": 0, "retries": CAMERA_RETRIES}
         self.goals[task_id] = entry
         self.node.logger.info("ExecuteTask goal %s: %r", task_id, handle.request.instruction)
         if not await self._planner_listens(PLANNER_WAIT_S):
@@ -153,8 +153,8 @@ class TaskActionServer:
         entry["plan"] = plan_of(msg.message) or entry["plan"]
         if msg.step:
             entry["step"] = msg.step
-        if state == "REJECTED" and msg.reason == "no_embeddings" and entry["retries"] > 0:
-            # the planner has not heard the camera yet (it just started): ask again, as an operator would
+        if state == "REJECTED" and msg.reason in CAMERA_NOT_READY and entry["retries"] > 0:
+            # the planner has no current view yet (the camera just started or restarted): ask again
             entry["retries"] -= 1
             self._send_later(msg.task_id, entry["handle"].request.instruction, 1.0)
             msg.message = f"{msg.message}; asking again in 1 s"
