@@ -10,6 +10,7 @@ transformers' ``InternVLModel`` does (``masked_scatter``), so logits match its f
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,10 +88,18 @@ def build_prompt(instruction: str, num_image_tokens: int, system_prompt: str | N
     return f"{system}{IM_START}user\n{image}\n{instruction}{IM_END}\n{IM_START}assistant\n"
 
 
+DECODERS = ("auto", "hf", "static", "static-int8")
+"""How :meth:`LanguagePlanner.generate` runs the model token by token: ``hf`` = transformers' forward with
+its dynamic cache; ``static`` = :class:`~ivl_embodied.language.fast_decode.StaticDecoder` on the model's
+weights (same tokens, less overhead per token); ``static-int8`` = the static decoder with int8 weights (CPU;
+a quarter of the bytes per token, tokens may differ); ``auto`` = ``static`` where the model is one it
+supports (Qwen3), else ``hf``."""
+
+
 class LanguagePlanner(nn.Module):
     """A causal LM (``Qwen3ForCausalLM``) + tokenizer that plans from visual embeddings."""
 
-    def __init__(self, lm: nn.Module, tokenizer, config: PlannerConfig = PlannerConfig()):
+    def __init__(self, lm: nn.Module, tokenizer, config: PlannerConfig = PlannerConfig(), decoder: str = "auto"):
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer
@@ -100,6 +109,58 @@ class LanguagePlanner(nn.Module):
         if tokenizer.eos_token_id is not None:
             self.stop_ids.add(int(tokenizer.eos_token_id))
         self._constraint: TokenConstraint | None = None
+        self._static = None  # the StaticDecoder, built on first use
+        self._decode_lock = threading.Lock()  # one static cache: one generation at a time
+        self.decoder = "hf"
+        self.set_decoder(decoder)
+
+    def __getstate__(self) -> dict:
+        """Copies (reference models) start without the caches (decoder, constraint tables), rebuilt on use."""
+        return {**super().__getstate__(), "_static": None, "_decode_lock": None, "_constraint": None}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._decode_lock = threading.Lock()
+
+    def set_decoder(self, decoder: str) -> str:
+        """Choose how :meth:`generate` decodes (one of :data:`DECODERS`); returns the one in effect."""
+        from ivl_embodied.language.fast_decode import check_supported
+
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        if decoder == "auto":
+            try:
+                check_supported(self.lm.config)
+                decoder = "static"
+            except (ValueError, AttributeError):
+                decoder = "hf"
+        elif decoder != "hf":
+            check_supported(self.lm.config)
+            if decoder == "static-int8" and self.device.type != "cpu":
+                raise ValueError(f"decoder 'static-int8' runs on the CPU only, the model is on {self.device}")
+        self.decoder, self._static = decoder, None
+        return decoder
+
+    def _decoding(self, embeds: torch.Tensor, max_new_tokens: int):
+        """Prefill ``embeds`` [1, L, D]: the last position's logits [V] (fp32, CPU) and ``step(token) -> logits``."""
+        if self.decoder == "hf":
+            out = self.lm(inputs_embeds=embeds, use_cache=True)
+            cache = [out.past_key_values]
+
+            def step(tok: int) -> torch.Tensor:
+                o = self.lm(input_ids=torch.tensor([[tok]], device=self.device), past_key_values=cache[0],
+                            use_cache=True)
+                cache[0] = o.past_key_values
+                return o.logits[0, -1].float().cpu()
+
+            return out.logits[0, -1].float().cpu(), step  # the copy waits for the device
+        from ivl_embodied.language.fast_decode import StaticDecoder
+
+        if self._static is None or self._static.stale(self.lm):  # built once; again after training steps
+            self._static = StaticDecoder(self.lm, weights="int8" if self.decoder == "static-int8" else "model")
+        dec, table = self._static, self.lm.get_input_embeddings()
+        dec.reserve(embeds.shape[1] + max_new_tokens)
+        return dec.prefill(embeds).float().cpu(), lambda tok: dec.step(tok, table).float().cpu()
 
     def _special_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)
@@ -227,11 +288,15 @@ class LanguagePlanner(nn.Module):
                 f"max_new_tokens {settings.max_new_tokens} is below the shortest plan "
                 f"({constraint.min_plan_chars} single-character tokens)"
             )
+        with self._decode_lock:
+            return self._generate(visual, instruction, settings, constraint)
+
+    def _generate(self, visual, instruction: str, settings: GenerationSettings,
+                  constraint: TokenConstraint | None) -> PlanOutput:
         gen = torch.Generator().manual_seed(settings.seed) if settings.seed is not None else None
         t0 = time.perf_counter()
         ids = torch.tensor([self.prompt_ids(visual, instruction)], device=self.device)  # [1, L]
-        out = self.lm(inputs_embeds=self.splice(ids, [self._visual(visual)]), use_cache=True)
-        logits = out.logits[0, -1].float().cpu()  # [V]; the copy waits for the device
+        logits, step_with = self._decoding(self.splice(ids, [self._visual(visual)]), settings.max_new_tokens)
         t_prefill = time.perf_counter()
         state = constraint.start() if constraint else None
         tokens: list[int] = []
@@ -256,10 +321,7 @@ class LanguagePlanner(nn.Module):
             if constraint is not None and constraint.automaton.is_done(state):
                 stopped = "plan_complete"
                 break
-            out = self.lm(
-                input_ids=torch.tensor([[tok]], device=self.device), past_key_values=out.past_key_values, use_cache=True
-            )
-            logits = out.logits[0, -1].float().cpu()  # [V]
+            logits = step_with(tok)  # [V]
         text = "".join(pieces) if constraint is not None else self.tokenizer.decode(tokens, skip_special_tokens=True)
         t_end = time.perf_counter()
         timings = {"prefill_ms": 1e3 * (t_prefill - t0), "decode_ms": 1e3 * (t_end - t_prefill),

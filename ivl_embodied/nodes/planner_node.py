@@ -73,6 +73,9 @@ class PlannerNode(NodeBase):
         "watchdog_timeout_s": 3.0,  # tasks of an executor silent (or restarted) this long are FAILED node_lost
         "read_instructions": True,  # read the operator's words first: refusals, canonical task, held decoding
         "threads": 0,  # CPU threads for the language model; 0 = this node's share of the cores ($IVL_CPU_SHARE)
+        # token-by-token decoding: auto (the static decoder where the model is a Qwen3, else transformers), hf,
+        # static, static-int8 (CPU: int8 weights, a quarter of the bytes per token; tokens may differ from fp32)
+        "decoder": "auto",
     }
 
     def setup(self) -> None:
@@ -90,6 +93,7 @@ class PlannerNode(NodeBase):
                 raise ValueError(f"{name} must be an int >= {0 if name == 'samples' else 1}, got {p[name]!r}")
         dtype = torch.bfloat16 if p["device"].startswith("cuda") else torch.float32
         self.planner = load_language(resolve_checkpoint(p["checkpoint"], "language"), dtype=dtype, device=p["device"])
+        self.logger.info("decoding with the %s decoder", self.planner.set_decoder(p["decoder"]))
         self.settings = GenerationSettings(max_new_tokens=p["max_new_tokens"],
                                            max_time_s=float(p["max_planning_s"]) or None)
         self.encoder_id = expected_encoder_id(p["encoder_id"], p["checkpoint"])
