@@ -11,6 +11,8 @@ import argparse
 BENCHES: dict[str, tuple[str, str]] = {
     "transport": ("ivl_embodied.bench.transport", "DDS vs TCP latency/throughput on loopback"),
     "model": ("ivl_embodied.bench.model", "vision ms/tile, planner prefill ms and decode tok/s"),
+    "planner": ("ivl_embodied.bench.planner", "planner decoding vs transformers generate (shipped, Qwen3-0.6B)"),
+    "dvd": ("ivl_embodied.bench.dvd", "serial vs pipelined vision and language over our transport (DvD)"),
     "vision-runtime": ("ivl_embodied.bench.runtime", "vision ms/tile: torch vs onnxruntime"),
     "sim": ("ivl_embodied.bench.sim", "physics steps/s, render fps, wall time per episode"),
     "load": ("ivl_embodied.bench.load", "the demo graph on a busy machine: threads by placement vs all cores"),
