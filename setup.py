@@ -33,6 +33,7 @@ NODES = {
     "executor_node": "ivl_embodied.nodes.executor_node:main",
     "sim_node": "ivl_embodied.nodes.sim_node:main",
     "operator": "ivl_embodied.nodes.operator_cli:main",
+    "recorder_node": "ivl_embodied.nodes.recorder_node:main",
 }
 
 setup(

@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "planner, whose seconds of CPU inference then count as robot time one to one "
                              "against the executor's max_plan_age_s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per task")
+    parser.add_argument("--record", type=Path, default=None, metavar="OUT.mcap",
+                        help="record the graph's topics (camera, embeddings, plans, status, commands) to MCAP")
     parser.add_argument("--require-success", action="store_true",
                         help="exit 3 when any task fails (default: task failures are results, exit 0)")
 
@@ -195,7 +197,15 @@ def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, r
 
 
 def run(args: argparse.Namespace) -> int:
-    from ivl_embodied.launcher import NodeProcess, NodeSpec, load_graph, node_argv, placement_envs, stop_nodes
+    from ivl_embodied.launcher import (
+        NodeProcess,
+        NodeSpec,
+        load_graph,
+        node_argv,
+        placement_envs,
+        recorder_spec,
+        stop_nodes,
+    )
     from ivl_embodied.sim.recording import write_video
     from ivl_embodied.sim.tasks import load_split
 
@@ -205,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: task indices {bad} outside 0..{len(tasks) - 1} of split {args.split!r}", file=sys.stderr)
         return 2
+    if args.record and args.record.suffix != ".mcap":
+        print(f"error: --record {args.record}: a recording's name ends in .mcap", file=sys.stderr)
+        return 2
     env = _env()
     os.environ.update({k: env[k] for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID", "IVL_TRANSPORT")})
     graph = load_graph()
@@ -213,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
 
     # every node on this machine: each gets its share of the cores (what the launcher does)
     running = ["sim_node", "executor_node"] + ([] if planner == "oracle" else ["vision_node", "planner_node"])
+    if args.record:
+        specs["recorder_node"] = recorder_spec(args.record)
+        running.append("recorder_node")
     node_envs = placement_envs([specs[n] for n in running], env)
 
     def start(name: str, *params: str) -> NodeProcess:
@@ -224,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
     realtime_factor = args.realtime_factor
     if realtime_factor is None:
         realtime_factor = 2.0 if planner == "oracle" else 1.0
-    resident = [start("executor_node")]
+    resident = [start("recorder_node")] if args.record else []  # first: it hears everything the others say
+    resident.append(start("executor_node"))
     if planner != "oracle":
         resident += [start("vision_node", f"checkpoint:={planner}"), start("planner_node", f"checkpoint:={planner}")]
     driver = Driver()
@@ -258,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
     summary = {"planner": planner, "split": args.split, "tasks": results,
                "success_rate": round(sum(r["ok"] for r in results) / len(results), 3),
                "stack_failures": [r["index"] for r in results if not r["verdict"]]}
+    if args.record:
+        summary["recording"] = str(args.record)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{sum(r['ok'] for r in results)}/{len(results)} tasks succeeded; videos and summary in {args.out}/")
     for r in results:

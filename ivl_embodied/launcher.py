@@ -42,6 +42,7 @@ class NodeSpec:
     group: str
     respawn: bool = False  # start it again when it exits on its own
     respawn_delay: float = 2.0  # s
+    params: tuple[str, ...] = ()  # NAME:=VALUE overrides for this node alone (after the graph-wide ones)
 
     def __post_init__(self) -> None:
         for attr in ("name", "module", "group"):
@@ -53,6 +54,10 @@ class NodeSpec:
         if isinstance(self.respawn_delay, bool) or not isinstance(self.respawn_delay, (int, float)) \
                 or not 0 <= self.respawn_delay <= 600:
             raise ValueError(f"graph node {self.name!r}: respawn_delay must be 0..600 s, got {self.respawn_delay!r}")
+        if isinstance(self.params, list):  # from YAML
+            object.__setattr__(self, "params", tuple(self.params))
+        if not isinstance(self.params, tuple) or not all(isinstance(o, str) and ":=" in o for o in self.params):
+            raise ValueError(f"graph node {self.name!r}: params must be NAME:=VALUE strings, got {self.params!r}")
 
 
 @dataclass(frozen=True)
@@ -120,9 +125,19 @@ class NodeProcess:
 def node_argv(spec: NodeSpec, params_file: Path, overrides: list[str]) -> list[str]:
     argv = [sys.executable, "-m", spec.module, "--ros-args", "-r", f"__node:={spec.name}"]
     argv += ["--params-file", str(params_file)]
-    for o in overrides:
+    for o in [*overrides, *spec.params]:
         argv += ["-p", o]
     return argv
+
+
+RECORDER_MODULE = "ivl_embodied.nodes.recorder_node"
+
+
+def recorder_spec(output: Path) -> NodeSpec:
+    """The recorder node writing the graph's topics to ``output`` (an .mcap file)."""
+    if Path(output).suffix != ".mcap":
+        raise ValueError(f"a recording's name ends in .mcap, got {str(output)!r}")
+    return NodeSpec("recorder_node", RECORDER_MODULE, "workstation", params=(f"output:={Path(output).resolve()}",))
 
 
 SIM_MODULE = "ivl_embodied.nodes.sim_node"
@@ -253,9 +268,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parameter override passed to every node")
     parser.add_argument("--grace", type=float, default=5.0, help="seconds to wait for nodes to stop")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--record", type=Path, default=None, metavar="OUT.mcap",
+                        help="also start a recorder node writing the graph's topics to this MCAP file")
 
 
 def run(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph)
     specs = graph.select(args.groups)
+    if args.record:
+        if args.record.suffix != ".mcap":
+            print(f"error: --record {args.record}: a recording's name ends in .mcap", file=sys.stderr)
+            return 2
+        specs.append(recorder_spec(args.record))
     return run_graph(specs, args.params_file or graph.params_file, args.param, args.grace, args.duration)

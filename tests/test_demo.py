@@ -29,12 +29,13 @@ def test_demo_with_oracle_plans_succeeds_and_records(loopback_dds, tmp_path):
 @pytest.mark.slow
 def test_demo_full_graph_with_an_untrained_planner_ends_cleanly(loopback_dds, tmp_path):
     """vision_node → planner_node → executor_node with random weights: the plan is nonsense, and
-    the task must end with a named reason from the executor (not a hang, not a crash)."""
+    the task must end with a named reason from the executor (not a hang, not a crash). The run is
+    recorded to MCAP, and an independent ROS 2 decoder reads every recorded message back."""
     from ivl_embodied.checkpoints.tiny import save_tiny_internvl
 
     ck = save_tiny_internvl(tmp_path / "ck", tile_size=56)
     res = _demo(loopback_dds, tmp_path / "out", "--planner", str(ck), "--tasks", "0", "--timeout", "90",
-                "--require-success")
+                "--require-success", "--record", str(tmp_path / "rec.mcap"))
     assert res.returncode == 3, res.stdout[-3000:] + res.stderr[-3000:]  # a verdict, and it was failure
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     (task,) = summary["tasks"]
@@ -42,6 +43,43 @@ def test_demo_full_graph_with_an_untrained_planner_ends_cleanly(loopback_dds, tm
     assert not task["ok"] and not task["goal_reached"]
     assert task["status"] in ("FAILED", "REJECTED"), task
     assert task["message"].startswith("[") or "cannot ground" in task["message"], task["message"]
+    _check_recording(tmp_path / "rec.mcap", task)
+    # the recorded embeddings, planned again by the same checkpoint, give the recorded plans exactly
+    from ivl_embodied.checkpoints.internvl import load_language
+    from ivl_embodied.checkpoints.planner import resolve_checkpoint
+    from ivl_embodied.replay import replay_embeddings
+
+    replayed = replay_embeddings(tmp_path / "rec.mcap", load_language(resolve_checkpoint(str(ck), "language")))
+    assert replayed and all(r["same"] for r in replayed), replayed
+
+
+def _check_recording(path, task) -> None:
+    pytest.importorskip("mcap_ros2")
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        seen: dict[str, list] = {}
+        for _schema, channel, _message, msg in reader.iter_decoded_messages():
+            seen.setdefault(channel.topic, []).append(msg)
+    for topic in ("/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info", "/joint_states",
+                  "/tf_static", "/ivl/visual_embeddings", "/ivl/task", "/ivl/plan", "/ivl/task_status"):
+        assert seen.get(topic), (topic, sorted(seen))
+    for rgb in seen["/camera/color/image_raw"]:
+        assert (rgb.encoding, len(rgb.data)) == ("rgb8", rgb.height * rgb.step) and rgb.step == 3 * rgb.width
+    info = seen["/camera/color/camera_info"][0]
+    assert (rgb.width, rgb.height) == (info.width, info.height) == (640, 480)
+    for depth in seen["/camera/depth/image_raw"]:
+        assert depth.encoding in ("32FC1", "16UC1") and (depth.width, depth.height) == (640, 480)
+    for emb in seen["/ivl/visual_embeddings"]:
+        size = {0: 2, 1: 2, 2: 4}[emb.dtype]
+        assert len(emb.data) == sum(emb.tokens_per_tile) * emb.hidden_size * size > 0
+    from ivl_embodied.nodes.status import state_name
+
+    final = [s for s in seen["/ivl/task_status"] if s.task_id == "demo0" and state_name(s.state) == task["status"]]
+    assert final and final[-1].message == task["message"], [(s.task_id, s.state) for s in seen["/ivl/task_status"]]
+    assert seen["/ivl/plan"][0].task_id == "demo0" and seen["/ivl/task"][0].instruction
 
 
 def test_exit_status_separates_task_failures_from_stack_failures():

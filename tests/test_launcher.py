@@ -40,6 +40,19 @@ def test_node_argv_uses_ros_conventions(tmp_path):
                         "--params-file", str(tmp_path / "p.yaml"), "-p", "rate_hz:=3.0"]
 
 
+def test_a_node_of_its_own_parameters_and_the_recorder(tmp_path):
+    from ivl_embodied.launcher import recorder_spec
+
+    spec = NodeSpec("x", "m.x", "robot", params=["a:=1"])  # a YAML list becomes a tuple
+    assert node_argv(spec, tmp_path / "p.yaml", ["b:=2"])[-4:] == ["-p", "b:=2", "-p", "a:=1"]
+    with pytest.raises(ValueError, match="NAME:=VALUE"):
+        NodeSpec("x", "m.x", "robot", params=("a=1",))
+    rec = recorder_spec(tmp_path / "r.mcap")
+    assert rec.module == "ivl_embodied.nodes.recorder_node" and rec.params == (f"output:={tmp_path / 'r.mcap'}",)
+    with pytest.raises(ValueError, match="ends in .mcap"):
+        recorder_spec(tmp_path / "r.bag")
+
+
 def _fake_graph(tmp_path, body_a, body_b, b_extra=""):
     pkg = tmp_path / "fakenodes"
     pkg.mkdir()

@@ -353,6 +353,21 @@ class LanguagePlanner(nn.Module):
         return scores - torch.log(-torch.log(u))
 
 
+def planning_input(instruction: str, read: bool = True) -> tuple[str, PlanRestriction | None]:
+    """The words a planner decodes from, and the restriction of its plans: the operator's words read
+    (:func:`~ivl_embodied.language.instruction.read_instruction`: canonical words, the task's actions and
+    phrases only), or, with ``read=False``, the words as typed and no restriction. A task that cannot be read
+    raises :class:`~ivl_embodied.language.instruction.InstructionRefused` (its ``refusal`` says why)."""
+    from ivl_embodied.language.instruction import InstructionRefused, Refusal, read_instruction
+
+    if not read:
+        return instruction, None
+    task = read_instruction(instruction)
+    if isinstance(task, Refusal):
+        raise InstructionRefused(task)
+    return task.instruction, PlanRestriction.for_task(task.goal, task.object, task.target)
+
+
 def plan_candidates(planner: LanguagePlanner, views, instruction: str, settings: GenerationSettings,
                     restriction: PlanRestriction | None = None, samples: int = 8, cancelled=None):
     """Plans for one frame, best first (a generator: nothing past what the caller takes is decoded).

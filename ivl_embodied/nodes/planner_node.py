@@ -244,9 +244,8 @@ class PlannerNode(NodeBase):
             attempt=request.attempt, candidate=request.candidate))
 
     def on_task(self, msg) -> None:
-        from ivl_embodied.language.constrained import PlanRestriction
-        from ivl_embodied.language.instruction import Refusal, read_instruction
-        from ivl_embodied.language.planner import build_prompt
+        from ivl_embodied.language.instruction import InstructionRefused
+        from ivl_embodied.language.planner import build_prompt, planning_input
 
         task_id, instruction = msg.task_id, msg.instruction
         attempt, candidate = max(1, int(msg.attempt)), int(msg.candidate)
@@ -263,13 +262,10 @@ class PlannerNode(NodeBase):
             return self.refuse(msg, str(e), "bad_instruction")
         if candidate > 0:  # the attempt's plans were made from its words when it began
             return self.next_candidate(msg, attempt, candidate)
-        restriction, words = None, instruction
-        if self.params["read_instructions"]:
-            task = read_instruction(instruction)
-            if isinstance(task, Refusal):
-                return self.refuse(msg, task.message, task.reason)
-            words = task.instruction
-            restriction = PlanRestriction.for_task(task.goal, task.object, task.target)
+        try:
+            words, restriction = planning_input(instruction, self.params["read_instructions"])
+        except InstructionRefused as e:
+            return self.refuse(msg, e.refusal.message, e.refusal.reason)
         if self.latest is None:
             why = f"; the last were dropped: {self.rejected}" if self.rejected else ""
             return self.refuse(msg, f"no valid visual embeddings received on {self.params['embedding_topic']}{why}",
