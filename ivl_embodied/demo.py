@@ -93,6 +93,7 @@ class Driver:
         self.frames: list = []
         self.goal: list[bool] = []
         self.embedding_stamps: list[int] = []
+        self.plans: list[tuple] = []  # (frames received before it, Plan, caption): drawn on the video from there
         n = self.node
         self.plan_pub = n.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "ivl/plan")
         self.task_pub = n.create_publisher("ivl_embodied_msgs/msg/TaskRequest", "ivl/task")
@@ -105,6 +106,18 @@ class Driver:
         n.create_subscription("std_msgs/msg/Bool", "ivl/sim/goal_reached", lambda m: self.goal.append(bool(m.data)))
         n.create_subscription("ivl_embodied_msgs/msg/VisualEmbedding", "ivl/visual_embeddings",
                               self._on_embedding, "large_latest")
+        n.create_subscription("ivl_embodied_msgs/msg/ActionPlan", "ivl/plan", self._on_plan)
+
+    def _on_plan(self, msg) -> None:
+        from ivl_embodied.transport.convert import msg_to_plan
+
+        if msg.steps:  # a plan, not a "no further alternative" answer
+            try:
+                plan = msg_to_plan(msg)
+            except ValueError:
+                return  # the executor refuses it and says why; nothing to draw
+            self.plans.append((len(self.frames), plan, f"attempt {msg.attempt}, candidate {msg.candidate + 1}: "
+                                                       f"{msg.instruction}"))
 
     def _on_embedding(self, msg) -> None:
         from ivl_embodied.transport.convert import stamp_to_ns
@@ -125,17 +138,19 @@ class Driver:
         self.frames.clear()
         self.goal.clear()
         self.embedding_stamps.clear()
+        self.plans.clear()
 
 
 def _result(status: str, message: str, t0: float, driver: Driver, verdict: bool) -> dict:
     """One task's outcome. ``verdict``: the stack reached a final status for it (whatever it was);
     False when the stack itself failed (no robot, no embeddings, no final status in time)."""
+    from ivl_embodied.plan.draw import overlay
     from ivl_embodied.transport.convert import msg_to_image
 
     goal = bool(driver.goal and driver.goal[-1])
     return {"ok": verdict and status == "SUCCEEDED" and goal, "verdict": verdict, "status": status,
             "message": message, "goal_reached": goal, "wall_s": round(time.monotonic() - t0, 2),
-            "frames": [msg_to_image(f) for f in driver.frames]}
+            "frames": overlay([msg_to_image(f) for f in driver.frames], driver.plans)}
 
 
 def run_task(driver: Driver, task, task_id: str, planner: str, timeout: float, retries: int = 5) -> dict:

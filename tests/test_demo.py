@@ -105,6 +105,7 @@ class _Driver:
     frames: list = []
     goal: list = []
     statuses: list = []
+    plans: list = []
 
 
 def test_no_robot_is_a_stack_failure_with_a_full_result():
@@ -150,7 +151,7 @@ def test_a_task_refused_for_want_of_a_current_view_is_asked_again_then_followed_
         frame = Image(height=1, width=1, encoding="rgb8", step=3, data=bytes(3))
         node = Node(answers)
         d = SimpleNamespace(node=node, frames=[frame, frame], goal=[True], planner_beats=[1], embeddings=2,
-                            statuses=node.statuses, sent=[])
+                            statuses=node.statuses, sent=[], plans=[])
         d.task_pub = Pub(d)
         return d
 

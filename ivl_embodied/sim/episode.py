@@ -60,6 +60,16 @@ def _candidates(planner, rgb, instruction: str):
         yield planner.plan(rgb, instruction)
 
 
+def _mark(recorder: EpisodeRecorder, text: str, caption: str) -> None:
+    """Draw the plan ``text`` on the frames that follow (a text that does not parse is not drawn)."""
+    from ivl_embodied.plan.schema import PlanParseError, parse_plan
+
+    try:
+        recorder.mark_plan(parse_plan(text), caption)
+    except PlanParseError:
+        pass
+
+
 def run_episode(task: Task, planner, record_dir=None, settle_s: float = JUDGE_SETTLE_S, max_attempts: int = 1,
                 config: ExecutorConfig | None = None, robot_factory=SimRobot) -> EpisodeResult:
     """Build the scene, then up to ``max_attempts`` times: plan from a fresh frame, take the first
@@ -83,8 +93,10 @@ def run_episode(task: Task, planner, record_dir=None, settle_s: float = JUDGE_SE
             obs = robot.get_observation()
             checked, report = [], None
             try:
-                for text in _candidates(planner, obs.rgb, task.instruction):
+                for k, text in enumerate(_candidates(planner, obs.rgb, task.instruction)):
                     plan_text = text
+                    if recorder is not None:
+                        _mark(recorder, text, f"attempt {attempt}, candidate {k + 1}: {task.instruction}")
                     report = executor.execute(text, obs)  # a refusal (parse .. scene check) returns before moving
                     checked.append({"plan": text, "refused": None if report.moved else report.reason})
                     if report.moved:

@@ -1,4 +1,4 @@
-"""Episode recording: an MP4 of the camera view (imageio-ffmpeg) and a JSON trace."""
+"""Episode recording: an MP4 of the camera view (imageio-ffmpeg) with the plans drawn, and a JSON trace."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ class EpisodeRecorder:
         self.max_frames = max_frames
         self.frames: list[np.ndarray] = []
         self.object_tracks: dict[str, list] = {}
+        self.plans: list[tuple] = []  # (first frame index, Plan, caption): drawn from that frame on
+
+    def mark_plan(self, plan, caption: str = "") -> None:
+        """Draw ``plan`` (a :class:`~ivl_embodied.plan.schema.Plan`) on the frames recorded from now on."""
+        self.plans.append((len(self.frames), plan, caption))
 
     def on_frame(self, world: SimWorld) -> None:
         if len(self.frames) >= self.max_frames:
@@ -51,8 +56,13 @@ class EpisodeRecorder:
         self.dir.mkdir(parents=True, exist_ok=True)
         video = self.dir / f"{self.name}.mp4"
         if self.frames:
-            write_video(self.frames, video, self.fps)
-        trace = dict(trace, frames=len(self.frames), object_tracks=self.object_tracks)
+            from ivl_embodied.plan.draw import overlay
+
+            write_video(overlay(self.frames, self.plans), video, self.fps)
+        from ivl_embodied.plan.schema import format_plan
+
+        drawn = [{"from_frame": i, "plan": format_plan(plan), "caption": caption} for i, plan, caption in self.plans]
+        trace = dict(trace, frames=len(self.frames), object_tracks=self.object_tracks, drawn_plans=drawn)
         path = self.dir / f"{self.name}.json"
         path.write_text(json.dumps(trace, indent=1))
         log.info("recorded %s (%d frames)", video, len(self.frames))

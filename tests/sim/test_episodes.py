@@ -79,9 +79,28 @@ def test_sim_eval_cli_on_user_task_file(tmp_path, capsys):
     assert (rec / "episode_000042.mp4").stat().st_size > 1000
     trace = json.loads((rec / "episode_000042.json").read_text())
     assert trace["success"] and trace["frames"] > 10 and "blue sphere" in trace["object_tracks"]
+    (drawn,) = trace["drawn_plans"]  # the oracle's one plan, drawn on the video from the frame it was made on
+    assert drawn["from_frame"] < trace["frames"] and drawn["plan"] == trace["plan"]
+    assert drawn["caption"] == "attempt 1, candidate 1: put the blue sphere in the yellow tray"
+    _assert_box_drawn(rec / "episode_000042.mp4", drawn)
     f.write_text('{"seed": 1, "instruction": "x", "goal": {"type": "place_in"}}\n')
     assert eval_cli.run(parser.parse_args(["--tasks", str(f), "--json"])) == 2
     assert "mine.jsonl:1" in capsys.readouterr().err
+
+
+def _assert_box_drawn(video, drawn) -> None:
+    """The first step's box edge is in the first step's colour in the video (H.264: colours within a margin)."""
+    import imageio.v2 as imageio
+
+    from ivl_embodied.plan.draw import COLOURS, box_pixels
+    from ivl_embodied.plan.schema import parse_plan
+
+    frames = imageio.mimread(video, memtest=False)
+    frame = np.asarray(frames[min(len(frames) - 1, drawn["from_frame"] + 2)]).astype(int)
+    x1, y1, x2, y2 = box_pixels(parse_plan(drawn["plan"]).steps[0].box, frame.shape[1], frame.shape[0])
+    edge = frame[y1 + 2:y2 - 2, x1].mean(axis=0)  # the left edge, 3 px wide: its middle column
+    assert np.abs(edge - np.array(COLOURS[0])).max() < 60, edge
+    assert not np.abs(frame[y1 + 2:y2 - 2, 0].mean(axis=0) - np.array(COLOURS[0])).max() < 60  # not everywhere
 
 
 def test_missing_planner_directory_is_a_clear_error(tmp_path):
