@@ -16,17 +16,32 @@ import sys
 import time
 import uuid
 
-from ivl_embodied.nodes.status import PLANNER_HEARTBEAT, STATUS, STATUS_QOS, TERMINAL, follow_planner, state_name
+from ivl_embodied.nodes.status import (
+    CAMERA_NOT_READY,
+    CAMERA_RETRIES,
+    PLANNER_HEARTBEAT,
+    STATUS,
+    STATUS_QOS,
+    TERMINAL,
+    follow_planner,
+    state_name,
+)
 from ivl_embodied.transport import make_node, msg_type
 from ivl_embodied.transport.convert import header
 from ivl_embodied.transport.params import ParameterFileError, parse_ros_args
 
 
-def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sys.stdout) -> str:
-    """Send one task and follow it; returns its final state name (or 'TIMEOUT')."""
+def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sys.stdout,
+             retries: int = CAMERA_RETRIES) -> str:
+    """Send one task and follow it; returns its final state name (or 'TIMEOUT'). A refusal for want of a
+    current view (the camera just started or restarted) is asked again a second later, ``retries`` times."""
     task_id = uuid.uuid4().hex[:8]
-    pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
-        header=header(node.now_ns()), task_id=task_id, instruction=instruction))
+
+    def send() -> None:
+        pub.publish(msg_type("ivl_embodied_msgs/msg/TaskRequest")(
+            header=header(node.now_ns()), task_id=task_id, instruction=instruction))
+
+    send()
     print(f"task {task_id}: {instruction}", file=out, flush=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and node.ok:
@@ -37,6 +52,12 @@ def run_task(node, pub, statuses: list, instruction: str, timeout: float, out=sy
                 continue
             name = state_name(s.state)
             attempt = f" attempt {s.attempt}" if s.attempt > 1 else ""
+            if name == "REJECTED" and s.reason in CAMERA_NOT_READY and retries > 0:
+                retries -= 1
+                print(f"  [{name}] {s.message}; asking again in 1 s", file=out, flush=True)
+                node.spin_until(lambda: False, 1.0)
+                send()
+                continue
             print(f"  [{name}{attempt}] {s.message}", file=out, flush=True)
             if name in TERMINAL:
                 return name

@@ -6,6 +6,7 @@ acts on: retry, give up, report), ``message`` the sentence a person reads.
 
 from __future__ import annotations
 
+import collections
 import time
 
 from ivl_embodied.nodes.watchdog import TERMINAL as TERMINAL  # one list of final states, re-exported
@@ -40,6 +41,7 @@ def reasons() -> dict[str, str]:
 
 
 CAMERA_NOT_READY = frozenset({"no_embeddings", "stale_embeddings"})
+CAMERA_RETRIES = 10  # how many times an operator's client asks again, 1 s apart
 """Refusals that say the planner has no current view yet (its vision input just started, restarted, or
 paused for a moment), not that the task is wrong: a client asks again a second later, a bounded number of
 times, as an operator would. A scene that is still not current after that is reported as refused."""
@@ -59,11 +61,12 @@ def subscribe_estop(node, topic: str, callback) -> None:
     node.create_subscription("std_msgs/msg/Bool", topic, callback, ESTOP_LATCHED_QOS)
 
 
-def follow_planner(node, topic: str = PLANNER_HEARTBEAT) -> list:
-    """A list that grows with every planner heartbeat ``node`` hears: what an operator waits for before
-    sending tasks. A planner beats only once its task subscription exists; "someone subscribes to
-    /ivl/task" is not enough, since the executor's watchdog subscribes there too."""
-    beats: list = []
+def follow_planner(node, topic: str = PLANNER_HEARTBEAT) -> collections.deque:
+    """The last few planner heartbeats ``node`` heard (empty until one arrives; it never grows past
+    ``maxlen``): what an operator waits for before sending tasks. A planner beats only once its task
+    subscription exists; "someone subscribes to /ivl/task" is not enough, since the executor's watchdog
+    subscribes there too."""
+    beats: collections.deque = collections.deque(maxlen=8)
     node.create_subscription("std_msgs/msg/Header", topic, beats.append)
     return beats
 

@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ivl_embodied.nodes.status import CAMERA_NOT_READY, STATUS, STATUS_QOS, TERMINAL, state_name
+from ivl_embodied.nodes.status import CAMERA_NOT_READY, CAMERA_RETRIES, STATUS, STATUS_QOS, TERMINAL, state_name
 from ivl_embodied.transport import msg_type
 from ivl_embodied.transport.convert import header
 
 LOG = logging.getLogger(__name__)
 PLANNER_WAIT_S = 30.0  # a goal waits this long for a planner to listen, then aborts
-CAMERA_RETRIES = 10  # a goal refused for want of a current view (CAMERA_NOT_READY) is sent again, 1 s apart
 
 
 def task_id_of(goal_uuid: Any) -> str:
