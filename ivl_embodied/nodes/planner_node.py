@@ -44,6 +44,7 @@ from ivl_embodied.transport.convert import header, msg_to_payload, plan_to_msg, 
 
 ACTION_PLAN = "ivl_embodied_msgs/msg/ActionPlan"
 KEPT_TASKS = 16  # candidate generators kept for follow-up requests (the newest tasks' attempts)
+AHEAD_NS = 1_000_000_000  # embeddings stamped this far ahead of the node's clock are of another timeline
 
 
 class PlannerNode(NodeBase):
@@ -271,6 +272,11 @@ class PlannerNode(NodeBase):
             return self.refuse(msg, f"no valid visual embeddings received on {self.params['embedding_topic']}{why}",
                                "no_embeddings")
         visual, emb_header, received = self.latest
+        stamp, now = stamp_to_ns(emb_header.stamp), self.node.now_ns()
+        if now and stamp > now + AHEAD_NS:  # a restarted simulator: its /clock is back, its camera not yet encoded
+            return self.refuse(msg, f"latest visual embeddings are stamped {stamp / 1e9:.1f} s, ahead of this node's "
+                               f"clock ({now / 1e9:.1f} s): robot time went back and no frame of the new timeline "
+                               "is encoded yet (or the camera's clock is ahead)", "stale_embeddings")
         not_before = stamp_to_ns(msg.not_before)
         if not_before and stamp_to_ns(emb_header.stamp) < not_before:
             with self.lock:

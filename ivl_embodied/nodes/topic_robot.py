@@ -113,21 +113,25 @@ class TopicRobot(Robot):
             stamp = stamp_to_ns(msg.header.stamp)
             span = int(self.cfg.frame_history_s * 1e9)
             if store and stamp + span < next(reversed(store)):
-                self._forget_frames(f"a frame stamped {ns_to_s(stamp):.3f} s")
+                self._forget_frames(f"a frame stamped {ns_to_s(stamp):.3f} s", stamp + span)
             store[stamp] = msg
             oldest_kept = next(reversed(store)) - span
             while len(store) > self.cfg.max_frames or next(iter(store)) < oldest_kept:
                 store.popitem(last=False)
             self._cv.notify_all()
 
-    def _forget_frames(self, what: str) -> None:
+    def _forget_frames(self, what: str, after_ns: int) -> None:
         """The robot's time went back (a simulator restarted, a bag looped): frames stamped in the old
-        timeline would be taken for frames of the new one ("the first frame newer than now"). Under _cv."""
-        if self._rgb or self._depth:
+        timeline would be taken for frames of the new one ("the first frame newer than now"). Forgets the
+        frames stamped after ``after_ns``; frames of the new timeline stay (a new simulator's camera can be
+        heard before its joint states are). Under _cv."""
+        old = [s for store in (self._rgb, self._depth) for s in store if s > after_ns]
+        if old:
             LOG.warning("robot time jumped back (%s, after %s): forgetting %d kept frames", what,
-                        f"{ns_to_s(max([*self._rgb, *self._depth])):.3f} s", len(self._rgb) + len(self._depth))
-        self._rgb.clear()
-        self._depth.clear()
+                        f"{ns_to_s(max(old)):.3f} s", len(old))
+        for store in (self._rgb, self._depth):
+            for s in [s for s in store if s > after_ns]:
+                del store[s]
 
     def _on_rgb(self, msg) -> None:
         self._keep(self._rgb, msg)
@@ -172,7 +176,7 @@ class TopicRobot(Robot):
                 self._joints[name] = (float(q), float(v))
             stamp = stamp_to_ns(msg.header.stamp)
             if self._robot_ns is not None and stamp < self._robot_ns - TIME_JUMP_NS:
-                self._forget_frames(f"joint states stamped {ns_to_s(stamp):.3f} s")
+                self._forget_frames(f"joint states stamped {ns_to_s(stamp):.3f} s", stamp + TIME_JUMP_NS)
             self._robot_ns = stamp
             self._cv.notify_all()
 

@@ -136,3 +136,11 @@ def test_frames_are_kept_for_a_time_span_and_forgotten_when_robot_time_jumps_bac
     robot._on_rgb(_image(second // 2))
     robot._on_depth(_image(second // 2, "32FC1"))
     assert robot.frame_stamps() == [second // 2]  # 13 s is more than a span ahead of the new frames: forgotten
+    # a new simulator's camera heard before its joint states: its frames are of the new timeline and stay
+    for t in (1, 2, 3):
+        robot._on_rgb(_image(t * second))
+        robot._on_depth(_image(t * second, "32FC1"))
+    robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=3 * second))  # (robot time was 0.2 s)
+    robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=40 * second))  # the old one, late
+    robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=3 * second + second // 10))  # back: the new one
+    assert robot.frame_stamps() == [second // 2, second, 2 * second, 3 * second]

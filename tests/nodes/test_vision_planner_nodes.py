@@ -182,6 +182,26 @@ def test_planner_node_refuses_without_fresh_embeddings(vision, planner):
     assert planner.plan_pub.msgs == []
 
 
+def test_planner_node_refuses_embeddings_of_another_timeline(vision, planner):
+    """A restarted simulator: /clock is back near 0 but the newest embeddings are of the last scene, stamped
+    later. They were received a moment ago (fresh by receipt time), yet they are not of this scene."""
+    from ivl_embodied.transport.convert import ns_to_stamp
+
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+    ahead = _embedding_msg(vision)
+    ahead.header.stamp = ns_to_stamp(time.time_ns() + 5_000_000_000)  # this node's clock: the wall clock
+    planner.on_embedding(ahead)
+    planner.on_task(_task("put the red cube in the green bowl", "a"))
+    ((task_id, state, message),) = _states(planner)
+    assert (task_id, state) == ("a", S.STATE_REJECTED) and "ahead of this node's clock" in message
+    assert planner.status.publisher.msgs[-1].reason == "stale_embeddings"  # a client asks again
+    now = _embedding_msg(vision, seed=1)
+    now.header.stamp = ns_to_stamp(time.time_ns())
+    planner.on_embedding(now)
+    planner.on_task(_task("put the red cube in the green bowl", "b"))
+    assert [s[1] for s in _states(planner)][-2:] == [S.STATE_PLANNING, S.STATE_PLANNED]
+
+
 def test_planner_node_drops_bad_embeddings_on_receipt(vision, planner, caplog):
     S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
     good = _embedding_msg(vision)

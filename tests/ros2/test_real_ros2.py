@@ -155,16 +155,27 @@ def test_tasks_as_a_ros2_action_complete_and_a_cancel_stops_the_arm(ros2):
     from ivl_embodied.sim.tasks import load_split
 
     tasks = load_split("heldout")
-    resident = [ros2.node(f"ivl_embodied.nodes.{n}") for n in ("vision_node", "planner_node", "executor_node")]
-    sim = ros2.node("ivl_embodied.nodes.sim_node", "-p", "split:=heldout", "-p", "task_index:=1")
+    # the simulator's /clock is the graph's time, as the launcher sets it for a graph with the simulator: a
+    # restarted simulator's clock goes back, and the planner refuses the last scene's embeddings (stamped
+    # ahead of it) until the new scene's are encoded
+    sim_time = ("-p", "use_sim_time:=true")
+    resident = [ros2.node(f"ivl_embodied.nodes.{n}", *sim_time) for n in ("vision_node", "planner_node",
+                                                                           "executor_node")]
+
+    def start_sim(index: int):
+        return ros2.node("ivl_embodied.nodes.sim_node", "-p", "split:=heldout", "-p", f"task_index:={index}",
+                         *sim_time)
+
+    sim = start_sim(1)
     try:
         done = ros2.result(ros2.probe("action", tasks[1].instruction), timeout=400)
         ros2.stop(sim)
-        sim = ros2.node("ivl_embodied.nodes.sim_node", "-p", "split:=heldout", "-p", "task_index:=0")
+        sim = start_sim(0)
         cancelled = ros2.result(ros2.probe("action", tasks[0].instruction, "--cancel-at-step", "1"), timeout=400)
         ros2.stop(sim)
-        # the operator CLI on rclpy sends its task as a goal too, and prints the feedback
-        sim = ros2.node("ivl_embodied.nodes.sim_node", "-p", "split:=heldout", "-p", "task_index:=1")
+        # the operator CLI on rclpy sends its task as a goal too, and prints the feedback; sent at once after the
+        # simulator restarts, while the planner's newest embeddings may still be the last scene's
+        sim = start_sim(1)
         operator = subprocess.run([ros2.python, "-m", "ivl_embodied.nodes.operator_cli", tasks[1].instruction],
                                   env=ros2.env, capture_output=True, text=True, timeout=400)
     finally:
@@ -174,7 +185,7 @@ def test_tasks_as_a_ros2_action_complete_and_a_cancel_stops_the_arm(ros2):
     states = [f[0] for f in done["feedback"]]
     assert "PLANNING" in states and "EXECUTING" in states, states
     assert any(f[0] == "EXECUTING" and f[1] >= 1 and f[3] for f in done["feedback"])  # step and plan
-    assert cancelled["ok"] and cancelled["cancel_accepted"], (cancelled, logs)
+    assert cancelled["ok"] and cancelled.get("cancel_accepted"), (cancelled, logs)
     assert cancelled["status"] == 5 and cancelled["reason"] == "cancelled", cancelled  # STATUS_CANCELED
     assert not cancelled["success"]
     # after the acceptance: at most the hold (sent before it, possibly heard after it), nothing else
