@@ -230,8 +230,10 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: task indices {bad} outside 0..{len(tasks) - 1} of split {args.split!r}", file=sys.stderr)
         return 2
-    if args.record and args.record.suffix != ".mcap":
-        print(f"error: --record {args.record}: a recording's name ends in .mcap", file=sys.stderr)
+    try:
+        recorder = recorder_spec(args.record) if args.record else None
+    except ValueError as e:
+        print(f"error: --record: {e}", file=sys.stderr)
         return 2
     env = _env()
     os.environ.update({k: env[k] for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID", "IVL_TRANSPORT")})
@@ -241,9 +243,9 @@ def run(args: argparse.Namespace) -> int:
 
     # every node on this machine: each gets its share of the cores (what the launcher does)
     running = ["sim_node", "executor_node"] + ([] if planner == "oracle" else ["vision_node", "planner_node"])
-    if args.record:
-        specs["recorder_node"] = recorder_spec(args.record)
-        running.append("recorder_node")
+    if recorder is not None:
+        specs[recorder.name] = recorder
+        running.append(recorder.name)
     node_envs = placement_envs([specs[n] for n in running], env)
 
     def start(name: str, *params: str) -> NodeProcess:

@@ -134,10 +134,11 @@ RECORDER_MODULE = "ivl_embodied.nodes.recorder_node"
 
 
 def recorder_spec(output: Path) -> NodeSpec:
-    """The recorder node writing the graph's topics to ``output`` (an .mcap file)."""
-    if Path(output).suffix != ".mcap":
-        raise ValueError(f"a recording's name ends in .mcap, got {str(output)!r}")
-    return NodeSpec("recorder_node", RECORDER_MODULE, "workstation", params=(f"output:={Path(output).resolve()}",))
+    """The recorder node writing the graph's topics to ``output`` (an .mcap file; ``ValueError`` otherwise)."""
+    from ivl_embodied.transport.mcap_io import recording_path
+
+    return NodeSpec("recorder_node", RECORDER_MODULE, "workstation",
+                    params=(f"output:={recording_path(output).resolve()}",))
 
 
 SIM_MODULE = "ivl_embodied.nodes.sim_node"
@@ -276,8 +277,9 @@ def run(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph)
     specs = graph.select(args.groups)
     if args.record:
-        if args.record.suffix != ".mcap":
-            print(f"error: --record {args.record}: a recording's name ends in .mcap", file=sys.stderr)
+        try:
+            specs.append(recorder_spec(args.record))
+        except ValueError as e:
+            print(f"error: --record: {e}", file=sys.stderr)
             return 2
-        specs.append(recorder_spec(args.record))
     return run_graph(specs, args.params_file or graph.params_file, args.param, args.grace, args.duration)

@@ -9,17 +9,17 @@ token. :class:`StaticDecoder` runs the same network from the same weights with
   models' matrices are used in place), q and k heads normed and rotated together (RoPE from a table),
   attention of the one new query against the cache as two matmuls (grouped-query heads as a batch);
 * optionally int8 weights (``weights="int8"``: per-output-channel symmetric int8, activations
-  quantized per token on the fly, fbgemm's ``quantized::linear_dynamic``), a quarter of the fp32 bytes
+  quantized per call on the fly, fbgemm's ``quantized::linear_dynamic``), a quarter of the fp32 bytes
   to read per token. CPU only; its tokens are not those of fp32 weights bit for bit, so it is a
-  choice (``decode_weights`` of the planner node), never the default.
+  choice (the planner node's ``decoder: static-int8``), never the default.
 
 With ``weights="model"`` (the default) it computes what transformers computes, up to the order of
 floating-point sums: tests check greedy tokens equal to transformers' ``generate`` on the shipped
 planner and on random configs. Only what Qwen3 planners use is supported (default RoPE, full
 attention, no biases, SiLU); anything else raises naming the setting.
 
-The decoder copies (fuses) the weights: :meth:`StaticDecoder.stale` tells when the model's
-parameters were changed in place since (training between rollouts), and the planner rebuilds it.
+The decoder may hold copies of the weights (fused or int8): :meth:`StaticDecoder.stale` tells when the
+model's parameters were changed in place since (training between rollouts), and the planner rebuilds it.
 """
 
 from __future__ import annotations
@@ -38,9 +38,19 @@ def _version(lm: nn.Module) -> int:
     return sum(p._version for p in lm.parameters())
 
 
-def check_supported(cfg) -> None:
-    """Raise ``ValueError`` naming the first setting of ``cfg`` the static decoder does not implement."""
-    rope = getattr(cfg, "rope_parameters", None) or {"rope_type": "default", "rope_theta": cfg.rope_theta}
+def _rope_parameters(cfg) -> dict:
+    """``rope_parameters`` of a transformers 5 config, or the older ``rope_theta`` as one."""
+    return getattr(cfg, "rope_parameters", None) or {"rope_type": "default", "rope_theta": cfg.rope_theta}
+
+
+def check_supported(cfg, weights: str = "model", device: torch.device | str = "cpu") -> None:
+    """Raise ``ValueError`` naming the first setting the static decoder does not implement: of the model's
+    config ``cfg``, of ``weights``, or int8 weights on a device other than the CPU."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    if weights == "int8" and torch.device(device).type != "cpu":
+        raise ValueError(f"int8 weights run on the CPU only, the model is on {device}")
+    rope = _rope_parameters(cfg)
     sliding = getattr(cfg, "use_sliding_window", False)
     checks = [
         ("model_type", cfg.model_type, cfg.model_type == "qwen3"),
@@ -61,7 +71,7 @@ class _Int8Linear:
     """``y = x W^T`` with W (the row-wise concatenation of ``ws``) as per-output-channel int8 (fbgemm
     dynamic quantization, CPU)."""
 
-    def __init__(self, ws: list[torch.Tensor], fuse: bool = True):
+    def __init__(self, ws: list[torch.Tensor]):
         w = torch.cat([w.detach().float().cpu() for w in ws])
         self.nbytes = w.numel() + 8 * w.shape[0]  # int8 values + a float64 scale per row
         scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()  # [out]
@@ -105,9 +115,10 @@ def int8_model(lm: nn.Module) -> nn.Module:
 class _Linear:
     """``y = x [W1; W2; ...]^T``: one fused copy of the matrices, or the model's own tensors (no copy)."""
 
-    def __init__(self, ws: list[torch.Tensor], fuse: bool = True):
-        self.ws = [torch.cat([w.detach() for w in ws])] if fuse and len(ws) > 1 else [w.detach() for w in ws]
-        self.nbytes = sum(w.numel() * w.element_size() for w in self.ws) if fuse and len(ws) > 1 else 0  # copies
+    def __init__(self, ws: list[torch.Tensor], fuse: bool):
+        copy = fuse and len(ws) > 1
+        self.ws = [torch.cat([w.detach() for w in ws])] if copy else [w.detach() for w in ws]
+        self.nbytes = sum(w.numel() * w.element_size() for w in self.ws) if copy else 0  # memory beyond the model
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.ws) == 1:
@@ -121,33 +132,27 @@ class StaticDecoder:
     >>> dec = StaticDecoder(lm)
     >>> dec.reserve(prompt_len + max_new_tokens)
     >>> logits = dec.prefill(inputs_embeds)   # [V] for the last prompt position
-    >>> logits = dec.step(token_id)           # [V] after appending token_id
+    >>> logits = dec.step(token_id, lm.get_input_embeddings())   # [V] after appending token_id
     """
 
     def __init__(self, lm: nn.Module, max_len: int | None = None, weights: str = "model"):
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
         cfg = lm.config
-        check_supported(cfg)
         emb = lm.get_input_embeddings().weight
         self.device, self.dtype = emb.device, emb.dtype
-        if weights == "int8" and self.device.type != "cpu":
-            raise ValueError(f"int8 weights run on the CPU only, the model is on {self.device}")
-        self.weights = weights
+        check_supported(cfg, weights, self.device)
         self.version = _version(lm)
         self.max_positions = int(cfg.max_position_embeddings)
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.eps = float(cfg.rms_norm_eps)
         self.scale = self.head_dim ** -0.5
-        kind = _Int8Linear if weights == "int8" else _Linear
         fused_bytes = sum(p.numel() * p.element_size() for n, p in lm.named_parameters()
                           if n.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "gate_proj.weight",
                                          "up_proj.weight")))
         self.fused = weights == "int8" or fused_bytes <= FUSE_MAX_BYTES
 
         def linear(*ws: torch.Tensor):
-            return kind(list(ws), self.fused)
+            return _Int8Linear(list(ws)) if weights == "int8" else _Linear(list(ws), self.fused)
 
         self.layers = []
         with torch.no_grad():
@@ -166,8 +171,7 @@ class StaticDecoder:
                 })
             self.norm = lm.model.norm.weight.detach()
             self.lm_head = linear(lm.get_output_embeddings().weight)
-            rope = getattr(cfg, "rope_parameters", None) or {"rope_theta": cfg.rope_theta}
-            self.inv_freq = 1.0 / (float(rope["rope_theta"]) ** (
+            self.inv_freq = 1.0 / (float(_rope_parameters(cfg)["rope_theta"]) ** (
                 torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
         self.max_len, self.pos = 0, 0
         self.reserve(max_len or 256)
@@ -207,9 +211,8 @@ class StaticDecoder:
 
     def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """RMSNorm over the last dimension, as transformers' Qwen3RMSNorm (in fewer dispatches than torch.rms_norm)."""
-        if x.dtype != torch.float32:
-            return (x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True).add_(self.eps))).to(x.dtype) * w
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True).add_(self.eps)) * w
+        x32 = x.float()  # the same tensor when x is fp32
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True).add_(self.eps))).to(x.dtype) * w
 
     def _forward(self, h: torch.Tensor) -> torch.Tensor:
         """``h`` [T, hidden] at positions pos..pos+T-1 → logits [V] of the last position; fills the cache."""

@@ -111,7 +111,6 @@ class LanguagePlanner(nn.Module):
         self._constraint: TokenConstraint | None = None
         self._static = None  # the StaticDecoder, built on first use
         self._decode_lock = threading.Lock()  # one static cache: one generation at a time
-        self.decoder = "hf"
         self.set_decoder(decoder)
 
     def __getstate__(self) -> dict:
@@ -135,11 +134,13 @@ class LanguagePlanner(nn.Module):
             except (ValueError, AttributeError):
                 decoder = "hf"
         elif decoder != "hf":
-            check_supported(self.lm.config)
-            if decoder == "static-int8" and self.device.type != "cpu":
-                raise ValueError(f"decoder 'static-int8' runs on the CPU only, the model is on {self.device}")
+            check_supported(self.lm.config, self._static_weights(decoder), self.device)
         self.decoder, self._static = decoder, None
         return decoder
+
+    @staticmethod
+    def _static_weights(decoder: str) -> str:
+        return "int8" if decoder == "static-int8" else "model"
 
     def _decoding(self, embeds: torch.Tensor, max_new_tokens: int):
         """Prefill ``embeds`` [1, L, D]: the last position's logits [V] (fp32, CPU) and ``step(token) -> logits``."""
@@ -157,7 +158,7 @@ class LanguagePlanner(nn.Module):
         from ivl_embodied.language.fast_decode import StaticDecoder
 
         if self._static is None or self._static.stale(self.lm):  # built once; again after training steps
-            self._static = StaticDecoder(self.lm, weights="int8" if self.decoder == "static-int8" else "model")
+            self._static = StaticDecoder(self.lm, weights=self._static_weights(self.decoder))
         dec, table = self._static, self.lm.get_input_embeddings()
         dec.reserve(embeds.shape[1] + max_new_tokens)
         return dec.prefill(embeds).float().cpu(), lambda tok: dec.step(tok, table).float().cpu()

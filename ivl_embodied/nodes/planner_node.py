@@ -278,7 +278,7 @@ class PlannerNode(NodeBase):
                                f"clock ({now / 1e9:.1f} s): robot time went back and no frame of the new timeline "
                                "is encoded yet (or the camera's clock is ahead)", "stale_embeddings")
         not_before = stamp_to_ns(msg.not_before)
-        if not_before and stamp_to_ns(emb_header.stamp) < not_before:
+        if not_before and stamp < not_before:
             with self.lock:
                 self.waiting[task_id] = (msg, time.monotonic() + float(self.params["fresh_image_wait_s"]))
             return

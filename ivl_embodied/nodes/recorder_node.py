@@ -109,8 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not str(args.output).endswith(".mcap"):
-        print(f"error: {args.output}: a recording's name ends in .mcap", file=sys.stderr)
+    from ivl_embodied.transport.mcap_io import recording_path
+
+    try:
+        recording_path(args.output)  # refuse a bad name before anything starts
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     argv = ["--ros-args", "-p", f"output:={args.output}", "-p", f"duration_s:={float(args.duration)}",
             "-p", f"compression:={args.compression}"]

@@ -41,10 +41,10 @@ def reasons() -> dict[str, str]:
 
 
 CAMERA_NOT_READY = frozenset({"no_embeddings", "stale_embeddings"})
-CAMERA_RETRIES = 10  # how many times an operator's client asks again, 1 s apart
 """Refusals that say the planner has no current view yet (its vision input just started, restarted, or
 paused for a moment), not that the task is wrong: a client asks again a second later, a bounded number of
 times, as an operator would. A scene that is still not current after that is reported as refused."""
+CAMERA_RETRIES = 10  # how many times an operator's client asks again, 1 s apart
 
 PLANNER_HEARTBEAT = "ivl/planner/heartbeat"
 ESTOP_LATCHED_QOS = QosProfile("reliable", 1, "transient_local")

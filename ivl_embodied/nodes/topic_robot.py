@@ -125,13 +125,12 @@ class TopicRobot(Robot):
         timeline would be taken for frames of the new one ("the first frame newer than now"). Forgets the
         frames stamped after ``after_ns``; frames of the new timeline stay (a new simulator's camera can be
         heard before its joint states are). Under _cv."""
-        old = [s for store in (self._rgb, self._depth) for s in store if s > after_ns]
+        old = [(store, s) for store in (self._rgb, self._depth) for s in store if s > after_ns]
         if old:
             LOG.warning("robot time jumped back (%s, after %s): forgetting %d kept frames", what,
-                        f"{ns_to_s(max(old)):.3f} s", len(old))
-        for store in (self._rgb, self._depth):
-            for s in [s for s in store if s > after_ns]:
-                del store[s]
+                        f"{ns_to_s(max(s for _, s in old)):.3f} s", len(old))
+        for store, s in old:
+            del store[s]
 
     def _on_rgb(self, msg) -> None:
         self._keep(self._rgb, msg)

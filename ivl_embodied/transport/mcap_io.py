@@ -22,6 +22,13 @@ SCHEMA_ENCODING = "ros2msg"
 MESSAGE_ENCODING = "cdr"
 
 
+def recording_path(path: str | Path) -> Path:
+    """``path`` as a recording's file name, or ``ValueError`` naming it when it does not end in ``.mcap``."""
+    if Path(path).suffix != ".mcap":
+        raise ValueError(f"a recording's name ends in .mcap, got {str(path)!r}")
+    return Path(path)
+
+
 def schema_text(type_name: str) -> str:
     """The ``ros2msg`` schema of ``type_name``: its definition, then every type it uses after a separator."""
     text, _md5 = typestore().generate_msgdef(normalize_type_name(type_name), ros_version=2)
@@ -41,9 +48,7 @@ class McapWriter:
         kinds = {"none": CompressionType.NONE, "lz4": CompressionType.LZ4, "zstd": CompressionType.ZSTD}
         if compression not in kinds:
             raise ValueError(f"compression must be one of {sorted(kinds)}, got {compression!r}")
-        self.path = Path(path)
-        if self.path.suffix != ".mcap":
-            raise ValueError(f"an MCAP recording's name ends in .mcap, got {str(path)!r}")
+        self.path = recording_path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed by close()
         self._writer = Writer(self._file, compression=kinds[compression])
