@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ivl_embodied.bench.lines import JsonLines
+
 logger = logging.getLogger(__name__)
 
 TOPIC = "/ivl_bench/dvd/embeddings"
@@ -188,14 +190,14 @@ def pipelined(stages: Stages, config: str, requests: int, tiles: int, new_tokens
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     child = subprocess.Popen([sys.executable, "-m", "ivl_embodied.bench.dvd", "--_vision-child", spec],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    lines = JsonLines(child, "the vision process")
     try:
         deadline = time.monotonic() + timeout
-        if json.loads(child.stdout.readline() or '{"ready": false}').get("ready") is not True:
-            raise RuntimeError(f"the vision process did not start (exit {child.poll()})")
+        lines.expect("ready", timeout=120.0)
         node.wait_for_publishers(TOPIC, timeout=60.0)
         child.stdin.write("go\n")
         child.stdin.flush()
-        t0 = json.loads(child.stdout.readline())["t0"]
+        t0 = lines.expect("t0", timeout=30.0)["t0"]
         tokens, plan_s = [], []
         while len(tokens) < requests:
             if time.monotonic() > deadline:
@@ -208,7 +210,7 @@ def pipelined(stages: Stages, config: str, requests: int, tiles: int, new_tokens
             tokens.append(stages.plan(VisualEmbeddings.from_payload(msg_to_payload(msg))))
             plan_s.append(time.perf_counter() - t)
         wall = time.monotonic() - t0
-        encode_s = json.loads(child.stdout.readline())["encode_s"]
+        encode_s = lines.expect("encode_s", timeout=max(1.0, deadline - time.monotonic()))["encode_s"]
         child.wait(timeout=30)
     finally:
         if child.poll() is None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import random
 import re
 import shutil
@@ -40,6 +39,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from ivl_embodied.bench.lines import JsonLines
 
 TOPIC = "/ivl/visual_embeddings"
 TYPE = "ivl_embodied_msgs/msg/VisualEmbedding"
@@ -367,39 +368,6 @@ def _sender(count: int, rate: float, drain_s: float, match_timeout: float) -> in
 # --------------------------------------------------------------------------- orchestration
 
 
-class _Lines:
-    """JSON lines from a child's stdout, read on a thread so every wait can time out."""
-
-    def __init__(self, proc: subprocess.Popen, name: str):
-        self.q: queue.Queue = queue.Queue()
-        self.name = name
-        threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
-
-    def _pump(self, proc: subprocess.Popen) -> None:
-        for line in proc.stdout:
-            line = line.strip()
-            if line.startswith("{"):
-                self.q.put(json.loads(line))
-        self.q.put(None)
-
-    def expect(self, key: str, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"{self.name}: no {key!r} within {timeout:.0f} s")
-            try:
-                obj = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            if obj is None:
-                raise RuntimeError(f"{self.name} exited before reporting {key!r}")
-            if "error" in obj:
-                raise RuntimeError(obj["error"])
-            if key in obj:
-                return obj
-
-
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -448,11 +416,11 @@ def run_trial(config: Path, loss_pct: float, count: int = 40, rate: float = 2.0,
 
         try:
             recv = start(link.receiver_ns, ["--role", "recv", "--count", str(count)], rlog)
-            rlines = _Lines(recv, "receiver")
+            rlines = JsonLines(recv, "receiver")
             rlines.expect("ready", match_timeout)
             send = start(link.sender_ns, ["--role", "send", "--count", str(count), "--rate", str(rate),
                                           "--drain", str(drain_s)], slog)
-            slines = _Lines(send, "sender")
+            slines = JsonLines(send, "sender")
             slines.expect("matched", match_timeout)
             rlines.expect("matched", match_timeout)
             t_go = time.monotonic()
