@@ -34,6 +34,7 @@ NODES = {
     "sim_node": "ivl_embodied.nodes.sim_node:main",
     "operator": "ivl_embodied.nodes.operator_cli:main",
     "recorder_node": "ivl_embodied.nodes.recorder_node:main",
+    "console_node": "ivl_embodied.nodes.console_node:main",
 }
 
 setup(
@@ -41,7 +42,8 @@ setup(
     version="0.1.0",
     packages=find_packages(exclude=["tests", "tests.*"]),
     package_data={PACKAGE: ["default_planner/*/*", "transport/cyclonedds/*.xml", "transport/fastdds/*.xml",
-                             "sim/assets/*.xml", "sim/assets/tasks/*.jsonl"]},
+                             "sim/assets/*.xml", "sim/assets/tasks/*.jsonl",
+                             "console/static/*"]},
     cmdclass={"build_py": BuildWithShared},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

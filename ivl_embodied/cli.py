@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ivl_embodied.demo", "run the whole stack on the simulated robot"),
     "launch": ("ivl_embodied.launcher", "start a node graph without ROS 2 (ROS-free launcher)"),
     "record": ("ivl_embodied.nodes.recorder_node", "record the graph's topics to MCAP (ROS 2 profile)"),
+    "console": ("ivl_embodied.nodes.console_node", "the operator console: a web page to type tasks, watch, e-stop"),
     "replay": ("ivl_embodied.replay", "plan again from a recording's visual embeddings"),
     "bench": ("ivl_embodied.bench.cli", "benchmarks: transport, model, sim"),
     "checkpoint": ("ivl_embodied.checkpoints.cli", "inspect and split InternVL checkpoints"),

@@ -141,6 +141,17 @@ def recorder_spec(output: Path) -> NodeSpec:
                     params=(f"output:={recording_path(output).resolve()}",))
 
 
+CONSOLE_MODULE = "ivl_embodied.nodes.console_node"
+
+
+def console_spec(port: int) -> NodeSpec:
+    """The operator console node serving its page on 127.0.0.1:``port`` (0: any free port; its URL, with a
+    fresh token, is printed when it starts)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"the console's port must be 0..65535, got {port!r}")
+    return NodeSpec("console_node", CONSOLE_MODULE, "workstation", params=(f"port:={port}",))
+
+
 SIM_MODULE = "ivl_embodied.nodes.sim_node"
 PLACEMENT_ENV = "IVL_THREADS_BY_PLACEMENT"
 
@@ -271,6 +282,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--record", type=Path, default=None, metavar="OUT.mcap",
                         help="also start a recorder node writing the graph's topics to this MCAP file")
+    parser.add_argument("--console", type=int, default=None, metavar="PORT",
+                        help="also start the operator console on http://127.0.0.1:PORT/ (0: any free port; the URL "
+                             "with its token is printed)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -281,5 +295,11 @@ def run(args: argparse.Namespace) -> int:
             specs.append(recorder_spec(args.record))
         except ValueError as e:
             print(f"error: --record: {e}", file=sys.stderr)
+            return 2
+    if args.console is not None:
+        try:
+            specs.append(console_spec(args.console))
+        except ValueError as e:
+            print(f"error: --console: {e}", file=sys.stderr)
             return 2
     return run_graph(specs, args.params_file or graph.params_file, args.param, args.grace, args.duration)

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Test-only Debian packages: Debian 12's Cyclone DDS (C library with the DDS Security plugins, idlc,
 # headers) and a C compiler, for tests/transport/test_security.py's enforcement test; iproute2 (network
-# namespaces, veth, tc) and nftables (packet loss where the kernel has no netem) for test_two_hosts.py.
-TEST_DEBS="cyclonedds-dev cyclonedds-tools gcc libc6-dev openssl iproute2 nftables"
+# namespaces, veth, tc) and nftables (packet loss where the kernel has no netem) for test_two_hosts.py;
+# Chromium, the real headless browser tests/console/test_console_browser.py drives through Playwright.
+TEST_DEBS="cyclonedds-dev cyclonedds-tools gcc libc6-dev openssl iproute2 nftables chromium"
 missing=""
 for p in $TEST_DEBS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

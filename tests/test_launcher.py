@@ -53,6 +53,16 @@ def test_a_node_of_its_own_parameters_and_the_recorder(tmp_path):
         recorder_spec(tmp_path / "r.bag")
 
 
+def test_the_console_spec_serves_on_the_port_given():
+    from ivl_embodied.launcher import console_spec
+
+    spec = console_spec(8090)
+    assert spec.module == "ivl_embodied.nodes.console_node" and spec.params == ("port:=8090",)
+    for bad in (-1, 70000, True, "80"):
+        with pytest.raises(ValueError, match="port must be 0..65535"):
+            console_spec(bad)
+
+
 def _fake_graph(tmp_path, body_a, body_b, b_extra=""):
     pkg = tmp_path / "fakenodes"
     pkg.mkdir()

@@ -14,6 +14,12 @@ further trajectory and gripper command is refused until ``/ivl/estop`` false res
 survives the process (``estop_latch_file``): an executor restarted while e-stopped starts e-stopped.
 ``/ivl/estop_state`` (transient local, so late joiners get it) says whether it is latched.
 
+Once a plan's steps are grounded and checked, before anything moves, the plan goes out on ``/ivl/grounded_plan``
+with each step's pose filled (where it acts: the object a pick takes, the target a place or push brings it to).
+With ``dry_run`` true the executor stops there: it has no trajectory or gripper publisher at all, and each task
+ends REJECTED ``dry_run`` with the grounded poses in its message (how a recording from a real camera is
+checked before an arm moves: ``ivl-embodied replay --through-stack``).
+
 ``/ivl/cancel`` (std_msgs/String: a task id) cancels a task: a running one holds the arm where it is
 at once (no trajectory or gripper command is sent after the hold) and ends CANCELLED; one not yet
 planned ends CANCELLED and its plan, when it comes, is ignored. On the rclpy backend the node also
@@ -67,12 +73,14 @@ class ExecutorNode(NodeBase):
         "base_frame": "base_link",
         "cancel_topic": "ivl/cancel",  # std_msgs/String: the id of a task to cancel
         "action_name": "ivl/execute_task",  # the ExecuteTask action (rclpy backend; "" = none)
+        "grounded_plan_topic": "ivl/grounded_plan",  # each plan with its steps' grounded poses, before motion
+        "dry_run": False,  # check and ground plans, publish the poses, send no command at all
     }
 
     def setup(self) -> None:
         from ivl_embodied.nodes.topic_robot import TopicRobot, TopicRobotConfig
         from ivl_embodied.plan.safety import SafetyGate, SafetyLimits
-        from ivl_embodied.robot.executor import Executor
+        from ivl_embodied.robot.executor import Executor, ExecutorConfig
         from ivl_embodied.sim.world import ARM  # the arm's description (our MuJoCo arm)
 
         p = self.params
@@ -84,9 +92,13 @@ class ExecutorNode(NodeBase):
         # frames as old as the oldest plan the gate accepts, plus the time a plan may take to arrive
         history_s = float(p["max_plan_age_s"]) + float(p["frame_wait_s"])
         self.robot = TopicRobot(self.node, TopicRobotConfig(arm=ARM, base_frame=p["base_frame"], topics=topics,
-                                                            frame_history_s=history_s))
+                                                            frame_history_s=history_s, commands=not p["dry_run"]))
         self.executor = Executor(self.robot, self.gate,
-                                 limits=ARM.trajectory_limits(max_joint_speed=float(p["max_joint_speed"])))
+                                 limits=ARM.trajectory_limits(max_joint_speed=float(p["max_joint_speed"])),
+                                 config=ExecutorConfig(dry_run=bool(p["dry_run"])))
+        self.grounded_pub = self.node.create_publisher("ivl_embodied_msgs/msg/ActionPlan", p["grounded_plan_topic"])
+        if p["dry_run"]:
+            self.logger.warning("dry run: plans are checked and grounded, nothing is sent to the robot")
         self.busy: str | None = None
         self.awaiting: tuple[int, int] | None = None  # (attempt, candidate) asked of the planner
         self.replies: queue.Queue = queue.Queue()
@@ -212,7 +224,7 @@ class ExecutorNode(NodeBase):
         the goal. A miss after a motion is retried from a new frame; the status says which attempt."""
         from ivl_embodied.nodes.topic_robot import RobotUnavailable
         from ivl_embodied.plan.schema import format_plan
-        from ivl_embodied.transport.convert import msg_to_plan
+        from ivl_embodied.transport.convert import msg_to_plan, plan_to_msg
 
         task_id, msg, attempt, candidate, executed = first.task_id, first, 1, 0, 0
         max_attempts, max_candidates = int(self.params["max_attempts"]), int(self.params["max_candidates"])
@@ -248,7 +260,16 @@ class ExecutorNode(NodeBase):
                         self.status(task_id, "EXECUTING", f"step {i + 1}/{n_steps}: {step.action} {step.object!r}",
                                     attempt=attempt, step=i + 1)
 
-                    report = self.executor.execute(plan_text, obs, on_step=on_step)
+                    def on_grounded(plan, poses, msg=msg):
+                        self.grounded_pub.publish(plan_to_msg(
+                            plan, task_id, msg.instruction, msg.raw_text, stamp=self.node.now_ns(),
+                            frame_id=self.params["base_frame"], embedding_stamp=msg.embedding_stamp,
+                            attempt=msg.attempt, candidate=msg.candidate, poses=poses))
+
+                    report = self.executor.execute(plan_text, obs, on_step=on_step, on_grounded=on_grounded)
+                if report is not None and report.stage == "dry_run":
+                    self._final(task_id, "REJECTED", report.reason, reason="dry_run", attempt=attempt)
+                    return
                 if report is not None and report.ok:
                     self._final(task_id, "SUCCEEDED", f"{len(report.steps)} steps done; the goal is seen reached",
                                 attempt=attempt)

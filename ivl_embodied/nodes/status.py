@@ -9,8 +9,10 @@ from __future__ import annotations
 import collections
 import time
 
-from ivl_embodied.nodes.watchdog import TERMINAL as TERMINAL  # one list of final states, re-exported
 from ivl_embodied.nodes.watchdog import TaskWatch, beat_id, incarnation, parse_beat
+from ivl_embodied.plan.task_states import CAMERA_NOT_READY as CAMERA_NOT_READY  # re-exported
+from ivl_embodied.plan.task_states import CAMERA_RETRIES as CAMERA_RETRIES
+from ivl_embodied.plan.task_states import TERMINAL as TERMINAL  # one list of final states, re-exported
 from ivl_embodied.transport import QosProfile, msg_type
 from ivl_embodied.transport.convert import header
 
@@ -40,11 +42,6 @@ def reasons() -> dict[str, str]:
     return {name: getattr(S, name) for name in dir(S) if name.startswith("REASON_")}
 
 
-CAMERA_NOT_READY = frozenset({"no_embeddings", "stale_embeddings"})
-"""Refusals that say the planner has no current view yet (its vision input just started, restarted, or
-paused for a moment), not that the task is wrong: a client asks again a second later, a bounded number of
-times, as an operator would. A scene that is still not current after that is reported as refused."""
-CAMERA_RETRIES = 10  # how many times an operator's client asks again, 1 s apart
 
 PLANNER_HEARTBEAT = "ivl/planner/heartbeat"
 ESTOP_LATCHED_QOS = QosProfile("reliable", 1, "transient_local")

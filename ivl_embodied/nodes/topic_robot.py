@@ -61,6 +61,7 @@ class TopicRobotConfig:
     # is refused anyway, so the span follows that (a frame count ran out under load: issue 18).
     frame_history_s: float = 12.0
     max_frames: int = 300
+    commands: bool = True  # False (a dry run): no trajectory or gripper publisher exists, every motion is refused
     topics: tuple[tuple[str, str], ...] = (
         ("rgb", "camera/color/image_raw"), ("depth", "camera/depth/image_raw"),
         ("camera_info", "camera/color/camera_info"), ("joint_states", "joint_states"),
@@ -78,6 +79,7 @@ class TopicRobotConfig:
         return dict(self.topics)[key]
 
 
+DRY_RUN = "dry run: this robot interface sends no commands"
 TIME_JUMP_NS = 1_000_000_000  # joint states this much older than the last: the robot's clock went back
 
 
@@ -98,8 +100,10 @@ class TopicRobot(Robot):
         self._halt_lock = threading.Lock()  # a halt and a motion command never interleave
         self._halted: str | None = None
         c = config.topic
-        self.pub_traj = node.create_publisher("trajectory_msgs/msg/JointTrajectory", c("trajectory"))
-        self.pub_grip = node.create_publisher("std_msgs/msg/Float64MultiArray", c("gripper"))
+        self.pub_traj = self.pub_grip = None
+        if config.commands:
+            self.pub_traj = node.create_publisher("trajectory_msgs/msg/JointTrajectory", c("trajectory"))
+            self.pub_grip = node.create_publisher("std_msgs/msg/Float64MultiArray", c("gripper"))
         node.create_subscription("sensor_msgs/msg/Image", c("rgb"), self._on_rgb, "sensor_data")
         node.create_subscription("sensor_msgs/msg/Image", c("depth"), self._on_depth, "sensor_data")
         node.create_subscription("sensor_msgs/msg/CameraInfo", c("camera_info"), self._on_info, "sensor_data")
@@ -275,6 +279,8 @@ class TopicRobot(Robot):
         False when there is no joint state to hold (then nothing we commanded is moving)."""
         from ivl_embodied.robot.interface import JointTrajectoryPoint
 
+        if self.pub_traj is None:
+            return False  # a dry run commanded nothing
         with self._cv:
             try:
                 q, _ = self._arm()
@@ -306,6 +312,8 @@ class TopicRobot(Robot):
         if tuple(traj.joint_names) != self.arm_joint_names:
             return MotionResult(False, f"trajectory joints {traj.joint_names} != {self.arm_joint_names}")
         goal = np.array(traj.points[-1].positions)
+        if self.pub_traj is None:
+            return MotionResult(False, DRY_RUN)
         with self._halt_lock:
             if self._halted:
                 return MotionResult(False, f"halted: {self._halted}")
@@ -324,6 +332,8 @@ class TopicRobot(Robot):
                                    f"{self.cfg.goal_tolerance} ({why})", err[0])
 
     def send_gripper(self, cmd: GripperCommand) -> MotionResult:
+        if self.pub_grip is None:
+            return MotionResult(False, DRY_RUN)
         with self._halt_lock:
             if self._halted:
                 return MotionResult(False, f"halted: {self._halted}")

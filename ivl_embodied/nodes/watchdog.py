@@ -20,7 +20,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED", "CANCELLED")
+from ivl_embodied.plan.task_states import TERMINAL
+
 OWNER = {"REQUESTED": "planner", "RECEIVED": "planner", "PLANNING": "planner", "PLANNED": "executor",
          "EXECUTING": "executor"}
 

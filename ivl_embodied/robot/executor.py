@@ -11,6 +11,8 @@ simulator state.
    ``check`` with no motion at all.
 2. The skills run; every trajectory passes the e-stop and the arm's own limits
    (:class:`TrajectoryLimits`, from its description unless given) before it is sent.
+   ``on_grounded(plan, poses)`` hears where each step will act once every check has passed; with
+   ``dry_run`` the execution ends there (stage ``dry_run``): nothing moves.
 3. (``verify_goal``) A fresh observation after the motion must show the goal reached
    (:func:`~ivl_embodied.perception.scene.verify_goal`); ``report.ok`` means exactly that.
    Otherwise the execution ends at stage ``verify`` with what was seen.
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 class ExecutorConfig:
     check_scene: bool = True  # refuse, before moving, boxes whose contents do not match their phrase
     verify_goal: bool = True  # ok only when a fresh frame shows the goal reached
+    dry_run: bool = False  # check and ground, report the poses, move nothing
     scene: SceneCheckConfig = field(default_factory=SceneCheckConfig)
 
 
@@ -61,7 +64,7 @@ class StepOutcome:
 @dataclass(frozen=True)
 class ExecutionReport:
     ok: bool
-    stage: str  # where it ended: "done" | "parse" | "safety" | "grounding" | "check" | "skill" | "verify"
+    stage: str  # where it ended: "done" | "parse" | "safety" | "grounding" | "check" | "skill" | "verify" | "dry_run"
     reason: str
     steps: tuple[StepOutcome, ...] = ()
     moved: bool = False  # a motion was commanded
@@ -119,9 +122,11 @@ class Executor:
         return out
 
     def execute(self, plan_text: str, obs: Observation,
-                on_step: Callable[[int, PlanStep], None] | None = None) -> ExecutionReport:
-        """Check, ground, run and verify ``plan_text`` on ``obs``; ``on_step(i, step)`` is called
-        before step ``i`` (0-based) moves."""
+                on_step: Callable[[int, PlanStep], None] | None = None,
+                on_grounded: Callable[[Plan, list[list[float]]], None] | None = None) -> ExecutionReport:
+        """Check, ground, run and verify ``plan_text`` on ``obs``; ``on_grounded(plan, poses)`` is called
+        once every step is grounded and checked (before anything moves), ``on_step(i, step)`` before
+        step ``i`` (0-based) moves."""
         try:
             plan = parse_plan(plan_text)
         except PlanParseError as e:
@@ -135,6 +140,18 @@ class Executor:
             stage = {GroundingError: "grounding", _Refused: "safety", _Mismatch: "check"}[type(e)]
             log.info("execution refused before any motion: %s", e)
             return ExecutionReport(False, stage, str(e))
+        poses = step_poses(plan, grounded)
+        if on_grounded is not None:
+            on_grounded(plan, poses)
+        if self.cfg.dry_run:
+            where = "; ".join(f"{s.action} {s.object!r} {'at' if s.action == 'pick' else 'to'} "
+                              f"({', '.join(f'{v:.3f}' for v in p)}) m"
+                              for s, p in zip(plan.steps, poses, strict=True))
+            steps = tuple(StepOutcome(i, s.action, s.object, "skipped", "dry run",
+                                      {k: np.round(x.position, 4).tolist() for k, x in g.items()})
+                          for i, (s, g) in enumerate(zip(plan.steps, grounded, strict=True)))
+            return ExecutionReport(False, "dry_run", f"dry run: the plan passed its checks and was grounded: {where}; "
+                                                     "nothing was sent to the robot", steps)
         outcomes: list[StepOutcome] = []
         held: Held | None = None
         for i, (step, g) in enumerate(zip(plan.steps, grounded, strict=True)):
@@ -189,6 +206,13 @@ class Executor:
             self.skills.home()
         except SkillFailure as e:
             log.warning("could not return home: %s", e)
+
+
+def step_poses(plan: Plan, grounded: list[dict[str, GroundedObject]]) -> list[list[float]]:
+    """Where each step acts, [x, y, z] in the base frame (m): the object a pick takes, the target a
+    place or a push brings its object to."""
+    return [np.round(g["object" if step.action == "pick" else "target"].position, 4).tolist()
+            for step, g in zip(plan.steps, grounded, strict=True)]
 
 
 class _Refused(RuntimeError):

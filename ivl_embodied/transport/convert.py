@@ -278,22 +278,30 @@ def _stamp(stamp: Any) -> Any:
     raise TypeError(f"stamp must be a builtin_interfaces/Time or int nanoseconds >= 0, got {stamp!r}")
 
 
-def step_to_msg(step: Step) -> Any:
-    return msg_type(PLAN_STEP)(
+def step_to_msg(step: Step, pose: Any = None) -> Any:
+    """A ``PlanStep``; ``pose`` ([x, y, z] in the base frame, m), where the executor grounded the step."""
+    msg = msg_type(PLAN_STEP)(
         action=step.action,
         object=step.object,
         target=step.target or "",
         box=list(step.box) if step.box is not None else [],
         target_box=list(step.target_box) if step.target_box is not None else [],
     )
+    if pose is not None:
+        x, y, z = (float(v) for v in pose)
+        msg.has_pose = True
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = x, y, z
+        msg.pose.orientation.w = 1.0
+    return msg
 
 
 def plan_to_msg(plan: Plan, task_id: str, instruction: str, raw_text: str, *,
                 prefill_ms: float = 0.0, decode_ms: float = 0.0, generated_tokens: int = 0,
                 stamp: Any = None, frame_id: str = "", embedding_stamp: Any = None, attempt: int = 1,
-                candidate: int = 0) -> Any:
+                candidate: int = 0, poses: list | None = None) -> Any:
     """An ``ActionPlan`` message for ``plan`` (timings in ms; stamps as Time or int ns); ``attempt`` and
-    ``candidate`` say which ``TaskRequest`` it answers."""
+    ``candidate`` say which ``TaskRequest`` it answers; ``poses`` (one [x, y, z] per step) fill the steps'
+    grounded poses."""
     if not isinstance(plan, Plan):
         raise TypeError(f"plan must be a Plan, got {type(plan).__name__}")
     for name, v in (("prefill_ms", prefill_ms), ("decode_ms", decode_ms)):
@@ -304,12 +312,14 @@ def plan_to_msg(plan: Plan, task_id: str, instruction: str, raw_text: str, *,
     for name, v in (("attempt", attempt), ("candidate", candidate)):
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 256:
             raise ValueError(f"{name} must be an int in 0..255, got {v!r}")
+    if poses is not None and len(poses) != len(plan.steps):
+        raise ValueError(f"poses: one per step ({len(plan.steps)}), got {len(poses)}")
     Header = msg_type("std_msgs/msg/Header")
     return msg_type(ACTION_PLAN)(
         header=Header(stamp=_stamp(stamp), frame_id=frame_id),
         task_id=task_id,
         instruction=instruction,
-        steps=[step_to_msg(s) for s in plan.steps],
+        steps=[step_to_msg(s, None if poses is None else poses[i]) for i, s in enumerate(plan.steps)],
         raw_text=raw_text,
         embedding_stamp=_stamp(embedding_stamp),
         prefill_ms=float(prefill_ms),

@@ -34,9 +34,11 @@ class ScriptedExecutor:
     def __init__(self, reports):
         self.reports, self.plans = list(reports), []
 
-    def execute(self, plan_text, obs, on_step=None):
+    def execute(self, plan_text, obs, on_step=None, on_grounded=None):
         self.plans.append((plan_text, obs.stamp))
         report = self.reports.pop(0)
+        if on_grounded is not None and report is not REFUSED:  # grounded and checked: where each step acts
+            on_grounded(PLAN, [[0.4, -0.1, 0.02], [0.45, 0.2, 0.03]])
         return report() if callable(report) else report
 
 
@@ -125,6 +127,34 @@ def test_no_alternative_passing_the_scene_check_is_rejected_without_motion(execu
     assert "what stands in its box is green" in message and "no other plan: no further alternative" in message
 
 
+def test_a_dry_run_ends_rejected_dry_run_after_publishing_the_grounded_plan_and_asks_for_nothing(executor_node):
+    executor_node.grounded_pub = Capture()
+    dry = ExecutionReport(False, "dry_run", "dry run: the plan passed its checks and was grounded: pick 'red cube' "
+                                            "at (0.400, -0.100, 0.020) m; ...; nothing was sent to the robot")
+    requests, statuses = _run(executor_node, [dry], _plan_for)
+    assert requests == []  # not "refused before moving": no alternative is asked for
+    state, attempt, reason, message = statuses[-1]
+    assert (state, attempt, reason) == (S.STATE_REJECTED, 1, "dry_run") and "nothing was sent" in message
+    (grounded,) = executor_node.grounded_pub.msgs
+    assert grounded.task_id == "t" and [s.has_pose for s in grounded.steps] == [True, True]
+    assert grounded.steps[1].pose.position.y == 0.2 and stamp_to_ns(grounded.embedding_stamp) == 1_000_000_000
+    assert grounded.header.frame_id == "base_link"
+
+
+def test_a_dry_run_executor_has_no_command_publishers(loopback_dds):
+    from ivl_embodied.nodes.executor_node import ExecutorNode
+    from ivl_embodied.nodes.topic_robot import DRY_RUN
+    from ivl_embodied.robot.interface import GripperCommand
+
+    node = ExecutorNode.create({"dry_run": True})
+    try:
+        assert node.robot.pub_traj is None and node.robot.pub_grip is None and node.executor.cfg.dry_run
+        assert node.robot.send_gripper(GripperCommand(0.04)).reason == DRY_RUN
+        assert node.robot.hold() is False
+    finally:
+        node.shutdown()
+
+
 def test_goal_missed_on_every_attempt_is_failed_with_the_evidence(executor_node):
     requests, statuses = _run(executor_node, [MISSED, MISSED, MISSED], _plan_for)
     assert [(r.attempt, r.candidate) for r in requests] == [(2, 0), (3, 0)]
@@ -146,7 +176,7 @@ def test_plans_of_other_tasks_are_refused_while_busy_and_stray_follow_ups_ignore
     gate = threading.Event()
 
     class Slow(ScriptedExecutor):
-        def execute(self, plan_text, obs, on_step=None):
+        def execute(self, plan_text, obs, on_step=None, on_grounded=None):
             gate.wait(5)
             return super().execute(plan_text, obs)
 
