@@ -58,17 +58,6 @@ def choose_planner(name: str) -> str:
     return "oracle"
 
 
-def _env() -> dict[str, str]:
-    from ivl_embodied.transport.factory import cyclone_config_uri
-
-    env = dict(os.environ)
-    env.setdefault("CYCLONEDDS_URI", cyclone_config_uri("loopback"))
-    env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-    env.setdefault("IVL_TRANSPORT", "cyclonedds")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def _oracle_plan(task):
     from ivl_embodied.sim.oracle import oracle_plan
     from ivl_embodied.sim.tasks import scene_for
@@ -216,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         NodeProcess,
         NodeSpec,
         load_graph,
+        loopback_env,
         node_argv,
         placement_envs,
         recorder_spec,
@@ -235,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: --record: {e}", file=sys.stderr)
         return 2
-    env = _env()
+    env = loopback_env()
     os.environ.update({k: env[k] for k in ("CYCLONEDDS_URI", "ROS_DOMAIN_ID", "IVL_TRANSPORT")})
     graph = load_graph()
     specs = {n.name: n for n in graph.nodes}

@@ -98,11 +98,25 @@ def load_graph(path: Path | None = None) -> Graph:
     return Graph(params_file=params, nodes=tuple(nodes))
 
 
-class NodeProcess:
-    """One node in its own process; its output is copied to ours, prefixed with its name."""
+def loopback_env() -> dict[str, str]:
+    """This process's environment for a graph of its own on this machine: loopback-only Cyclone DDS on a
+    domain of its own (unless the environment already says), unbuffered output."""
+    from ivl_embodied.transport.factory import cyclone_config_uri
 
-    def __init__(self, spec: NodeSpec, argv: list[str], env: dict[str, str]):
+    env = dict(os.environ)
+    env.setdefault("CYCLONEDDS_URI", cyclone_config_uri("loopback"))
+    env.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    env.setdefault("IVL_TRANSPORT", "cyclonedds")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class NodeProcess:
+    """One node in its own process; its output is copied to ``out`` (ours), prefixed with its name."""
+
+    def __init__(self, spec: NodeSpec, argv: list[str], env: dict[str, str], out=None):
         self.spec = spec
+        self.out = out
         self.popen = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -117,9 +131,10 @@ class NodeProcess:
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
+        out = self.out or sys.stdout
         for line in self.popen.stdout:
-            sys.stdout.write(f"[{self.spec.name}] {line}")
-            sys.stdout.flush()
+            out.write(f"[{self.spec.name}] {line}")
+            out.flush()
 
 
 def node_argv(spec: NodeSpec, params_file: Path, overrides: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ bash scripts/ros2_jazzy.sh
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 python3 -m ruff check .
 set +e
-python3 -m pytest -q -p no:cacheprovider "$@"
+python3 -m pytest -q -p no:cacheprovider --durations=25 "$@"
 rc=$?
 set -e
 if [ $rc -eq 5 ]; then echo "[test] pytest collected no tests: failing" >&2; exit 1; fi

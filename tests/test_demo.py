@@ -29,13 +29,12 @@ def test_demo_with_oracle_plans_succeeds_and_records(loopback_dds, tmp_path):
 @pytest.mark.slow
 def test_demo_full_graph_with_an_untrained_planner_ends_cleanly(loopback_dds, tmp_path):
     """vision_node → planner_node → executor_node with random weights: the plan is nonsense, and
-    the task must end with a named reason from the executor (not a hang, not a crash). The run is
-    recorded to MCAP, and an independent ROS 2 decoder reads every recorded message back."""
+    the task must end with a named reason from the executor (not a hang, not a crash)."""
     from ivl_embodied.checkpoints.tiny import save_tiny_internvl
 
     ck = save_tiny_internvl(tmp_path / "ck", tile_size=56)
     res = _demo(loopback_dds, tmp_path / "out", "--planner", str(ck), "--tasks", "0", "--timeout", "90",
-                "--require-success", "--record", str(tmp_path / "rec.mcap"))
+                "--require-success")
     assert res.returncode == 3, res.stdout[-3000:] + res.stderr[-3000:]  # a verdict, and it was failure
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     (task,) = summary["tasks"]
@@ -43,17 +42,50 @@ def test_demo_full_graph_with_an_untrained_planner_ends_cleanly(loopback_dds, tm
     assert not task["ok"] and not task["goal_reached"]
     assert task["status"] in ("FAILED", "REJECTED"), task
     assert task["message"].startswith("[") or "cannot ground" in task["message"], task["message"]
-    _check_recording(tmp_path / "rec.mcap", task)
-    # the recorded embeddings, planned again by the same checkpoint, give the recorded plans exactly
+
+
+@pytest.mark.slow
+def test_a_demo_recording_decodes_replays_its_plans_and_checks_them_through_a_dry_run_stack(loopback_dds, tmp_path):
+    """The demo with the shipped planner, recorded to MCAP: an independent ROS 2 decoder reads every recorded
+    message back; the recorded embeddings, planned again by the same checkpoint, give the recorded plans exactly;
+    the recorded camera played through vision → planner → a dry-run executor grounds the task's plan where the
+    simulator has the objects, and not one trajectory or gripper command is published."""
+    from ivl_embodied.replay import replay_embeddings, replay_through_stack
+
+    rec = tmp_path / "rec.mcap"
+    res = _demo(loopback_dds, tmp_path / "out", "--tasks", "1", "--timeout", "120", "--record", str(rec))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (task,) = json.loads((tmp_path / "out" / "summary.json").read_text())["tasks"]
+    _check_recording(rec, task, "demo1")
+
     from ivl_embodied.checkpoints.internvl import load_language
     from ivl_embodied.checkpoints.planner import resolve_checkpoint
-    from ivl_embodied.replay import replay_embeddings
 
-    replayed = replay_embeddings(tmp_path / "rec.mcap", load_language(resolve_checkpoint(str(ck), "language")))
+    replayed = replay_embeddings(rec, load_language(resolve_checkpoint("default", "language")))
     assert replayed and all(r["same"] for r in replayed), replayed
 
+    result = replay_through_stack(rec, "default", timeout=240)
+    assert result["commands"] == {"/arm_controller/joint_trajectory": 0, "/gripper_controller/commands": 0}
+    assert result["played"]["/camera/color/image_raw"] > 0 and not result["nodes_died"], result
+    (t,) = result["tasks"]
+    assert (t["task_id"], t["final"], t["reason"]) == ("demo1", "REJECTED", "dry_run"), t
+    assert "nothing was sent to the robot" in t["message"] and t["recorded_plan"]
+    # the grounded poses are where the simulator put the objects (from depth, not from the simulator)
+    from ivl_embodied.sim.tasks import load_split, scene_for
+    from ivl_embodied.sim.world import SimWorld
 
-def _check_recording(path, task) -> None:
+    world = SimWorld(scene_for(load_split("heldout")[1]))
+    try:
+        world.settle()
+        for step in t["grounded"]:
+            phrase = step["object"] if step["action"] == "pick" else step["target"]
+            body = world.body_pos(world.scene.find(*phrase.split()).name)
+            assert abs(step["pose"][0] - body[0]) < 0.03 and abs(step["pose"][1] - body[1]) < 0.03, (step, body)
+    finally:
+        world.close()
+
+
+def _check_recording(path, task, task_id) -> None:
     pytest.importorskip("mcap_ros2")
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
@@ -77,9 +109,9 @@ def _check_recording(path, task) -> None:
         assert len(emb.data) == sum(emb.tokens_per_tile) * emb.hidden_size * size > 0
     from ivl_embodied.nodes.status import state_name
 
-    final = [s for s in seen["/ivl/task_status"] if s.task_id == "demo0" and state_name(s.state) == task["status"]]
+    final = [s for s in seen["/ivl/task_status"] if s.task_id == task_id and state_name(s.state) == task["status"]]
     assert final and final[-1].message == task["message"], [(s.task_id, s.state) for s in seen["/ivl/task_status"]]
-    assert seen["/ivl/plan"][0].task_id == "demo0" and seen["/ivl/task"][0].instruction
+    assert seen["/ivl/plan"][0].task_id == task_id and seen["/ivl/task"][0].instruction
 
 
 def test_exit_status_separates_task_failures_from_stack_failures():

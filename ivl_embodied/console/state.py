@@ -190,14 +190,7 @@ class Console:
             text = text.strip()
             if len(text) > MAX_INSTRUCTION_CHARS:
                 raise CommandError(f"a task is at most {MAX_INSTRUCTION_CHARS} characters, got {len(text)}")
-            with self._lock:
-                task_id = self.new_id()
-                view = self._task(task_id, text, mine=True)
-                view.states.append({"state": "SENT", "message": "sent to the planner", "reason": "",
-                                    "attempt": 0, "step": 0, "stamp": None})
-                event = {"type": "task", "task": view.to_dict()}
-            self.sink.send_task(task_id, text)
-            return [event]
+            return self.submit(text)
         if op == "cancel":
             task_id = data.get("task_id")
             with self._lock:
@@ -216,6 +209,17 @@ class Console:
             self.sink.send_estop(engage)
             return []
         raise CommandError(f"unknown command {op!r:.40}; the console sends task, cancel and estop")
+
+    def submit(self, instruction: str, task_id: str | None = None) -> list[dict]:
+        """Send a task (a fresh id unless given) and follow it as this console's own."""
+        with self._lock:
+            task_id = task_id or self.new_id()
+            view = self._task(task_id, instruction, mine=True)
+            view.states.append({"state": "SENT", "message": "sent to the planner", "reason": "", "attempt": 0,
+                                "step": 0, "stamp": None})
+            event = {"type": "task", "task": view.to_dict()}
+        self.sink.send_task(task_id, instruction)
+        return [event]
 
     def tick(self, now: float) -> list[dict]:
         """Ask again the tasks whose retry is due (call a few times a second)."""

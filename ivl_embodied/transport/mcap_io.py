@@ -108,6 +108,7 @@ class Recorded:
     type_name: str
     log_time_ns: int
     msg: Any  # our message class (ivl_embodied.transport.msg_type)
+    data: bytes = b""  # the CDR bytes as recorded (what a player publishes unchanged)
 
 
 def read_messages(path: str | Path, topics: list[str] | None = None) -> Iterator[Recorded]:
@@ -121,4 +122,5 @@ def read_messages(path: str | Path, topics: list[str] | None = None) -> Iterator
         for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=True):
             if channel.message_encoding != MESSAGE_ENCODING or schema is None:
                 raise ValueError(f"{path}: channel {channel.topic!r} is {channel.message_encoding!r}, not CDR")
-            yield Recorded(channel.topic, schema.name, message.log_time, deserialize(schema.name, message.data))
+            yield Recorded(channel.topic, schema.name, message.log_time, deserialize(schema.name, message.data),
+                           bytes(message.data))
