@@ -64,7 +64,7 @@ def test_a_demo_recording_decodes_replays_its_plans_and_checks_them_through_a_dr
     replayed = replay_embeddings(rec, load_language(resolve_checkpoint("default", "language")))
     assert replayed and all(r["same"] for r in replayed), replayed
 
-    result = replay_through_stack(rec, "default", timeout=240)
+    result = replay_through_stack(rec, "default", rate=2.0, timeout=240)
     assert result["commands"] == {"/arm_controller/joint_trajectory": 0, "/gripper_controller/commands": 0}
     assert result["played"]["/camera/color/image_raw"] > 0 and not result["nodes_died"], result
     (t,) = result["tasks"]
@@ -96,7 +96,8 @@ def _check_recording(path, task, task_id) -> None:
         for _schema, channel, _message, msg in reader.iter_decoded_messages():
             seen.setdefault(channel.topic, []).append(msg)
     for topic in ("/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info", "/joint_states",
-                  "/tf_static", "/ivl/visual_embeddings", "/ivl/task", "/ivl/plan", "/ivl/task_status"):
+                  "/tf_static", "/ivl/visual_embeddings", "/ivl/task", "/ivl/plan", "/ivl/grounded_plan",
+                  "/ivl/task_status", "/ivl/estop_state"):
         assert seen.get(topic), (topic, sorted(seen))
     for rgb in seen["/camera/color/image_raw"]:
         assert (rgb.encoding, len(rgb.data)) == ("rgb8", rgb.height * rgb.step) and rgb.step == 3 * rgb.width

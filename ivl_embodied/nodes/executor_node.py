@@ -226,7 +226,7 @@ class ExecutorNode(NodeBase):
         from ivl_embodied.plan.schema import format_plan
         from ivl_embodied.transport.convert import msg_to_plan, plan_to_msg
 
-        task_id, msg, attempt, candidate, executed = first.task_id, first, 1, 0, 0
+        task_id, msg, attempt, candidate, executed, replanned = first.task_id, first, 1, 0, 0, False
         max_attempts, max_candidates = int(self.params["max_attempts"]), int(self.params["max_candidates"])
         try:
             while True:
@@ -250,6 +250,18 @@ class ExecutorNode(NodeBase):
                         obs = (self.robot.fresh_observation() if candidate > 0
                                else self._observation(stamp_to_ns(msg.embedding_stamp)))
                     except RobotUnavailable as e:
+                        # A first plan made from a frame this node never received (its camera subscription
+                        # matched a restarted camera later than the vision node's did) or no longer keeps: the
+                        # planner plans again, once, from a frame this node has.
+                        have = self.robot.frame_stamps() if candidate == 0 and not replanned else []
+                        if have and stamp_to_ns(msg.embedding_stamp) not in have and attempt < max_attempts:
+                            replanned = True
+                            self.status(task_id, "EXECUTING", f"the plan's frame is not here ({e}); planning "
+                                                              "again from a frame this executor has", attempt=attempt)
+                            answer = self._ask(msg, attempt + 1, 0, max(have))
+                            if answer is not None and len(answer.steps) > 0:
+                                msg, attempt, candidate = answer, attempt + 1, 0
+                                continue
                         self._final(task_id, "FAILED" if executed else "REJECTED", f"cannot ground the plan: {e}",
                                     reason="no_observation", attempt=attempt)
                         return

@@ -1,11 +1,12 @@
 """Record the graph's topics to MCAP (ROS 2 profile): ``ivl-embodied record OUT.mcap``.
 
 Subscribes to each topic of ``topics`` (``name:type`` entries; the defaults are what the stack consumes and
-produces: camera, depth, camera info, joint states, ``/tf_static``, the visual embeddings, tasks, plans, task
-status, trajectories, gripper commands and the e-stop) and writes every sample's CDR bytes as they arrived,
-untouched, with the time it was received. Sensor topics are read best-effort (that matches every
-publisher), the stack's own topics reliably, ``/tf_static`` and the task status transient-local (a
-recorder started late still gets what they keep). Stopping the node (SIGINT) writes the file's index.
+produces: camera, depth, camera info, joint states, ``/tf_static``, the visual embeddings, tasks, plans and
+grounded plans, task status, trajectories, gripper commands, cancels, the e-stop and its state) and writes
+every sample's CDR bytes as they arrived, untouched, with the time it was received. Sensor topics are read
+best-effort (that matches every publisher), the stack's own topics reliably, ``/tf_static``, the task status
+and the e-stop state transient-local (a recorder started late still gets what they keep). Stopping the node
+(SIGINT) writes the file's index.
 Library: :mod:`ivl_embodied.transport.mcap_io`.
 """
 
@@ -28,14 +29,18 @@ DEFAULT_TOPICS = (
     "ivl/visual_embeddings:ivl_embodied_msgs/msg/VisualEmbedding",
     "ivl/task:ivl_embodied_msgs/msg/TaskRequest",
     "ivl/plan:ivl_embodied_msgs/msg/ActionPlan",
+    "ivl/grounded_plan:ivl_embodied_msgs/msg/ActionPlan",
     "ivl/task_status:ivl_embodied_msgs/msg/TaskStatus",
     "arm_controller/joint_trajectory:trajectory_msgs/msg/JointTrajectory",
     "gripper_controller/commands:std_msgs/msg/Float64MultiArray",
     "ivl/estop:std_msgs/msg/Bool",
+    "ivl/estop_state:std_msgs/msg/Bool",
+    "ivl/cancel:std_msgs/msg/String",
 )
 BEST_EFFORT = QosProfile("best_effort", 16, "volatile")
 RELIABLE = QosProfile("reliable", 64, "volatile")
-LATCHED = {"/tf_static": QosProfile("reliable", 1, "transient_local"), "ivl/task_status": STATUS_QOS}
+LATCHED = {"/tf_static": QosProfile("reliable", 1, "transient_local"), "ivl/task_status": STATUS_QOS,
+           "ivl/estop_state": QosProfile("reliable", 1, "transient_local")}
 SENSOR_PREFIXES = ("camera/",)
 
 

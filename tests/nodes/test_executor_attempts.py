@@ -155,6 +155,44 @@ def test_a_dry_run_executor_has_no_command_publishers(loopback_dds):
         node.shutdown()
 
 
+class FrameNotHere(FakeRobot):
+    """A robot whose executor never received the frames stamped ``missing`` (its camera subscription matched
+    late); it has frames at 4 s and 5 s."""
+
+    def __init__(self, missing):
+        super().__init__()
+        self.missing = missing
+
+    def get_observation(self, with_images=True, stamp_ns=None):
+        from ivl_embodied.nodes.topic_robot import RobotUnavailable
+
+        if stamp_ns in self.missing:
+            raise RobotUnavailable(f"no RGB-D frame stamped {stamp_ns / 1e9:.3f} s (have 4.000..5.000 s)")
+        return super().get_observation(with_images, stamp_ns)
+
+    def frame_stamps(self):
+        return [4_000_000_000, 5_000_000_000]
+
+
+def test_a_plan_from_a_frame_the_executor_never_received_is_planned_again_from_one_it_has(executor_node):
+    executor_node.robot = FrameNotHere({1_000_000_000})
+    executor_node.params["frame_wait_s"] = 0.2
+    requests, statuses = _run(executor_node, [DONE], lambda r: _plan_for(r, stamp_ns=5_000_000_000))
+    assert [(r.attempt, r.candidate, stamp_to_ns(r.not_before)) for r in requests] == [(2, 0, 5_000_000_000)]
+    assert "the plan's frame is not here" in statuses[0][3] and "1.000 s" in statuses[0][3]
+    assert statuses[-1][:3] == (S.STATE_SUCCEEDED, 2, "")
+    assert [stamp for _, stamp in executor_node.executor.plans] == [5.0]
+
+
+def test_a_frame_still_not_here_after_planning_again_is_rejected_no_observation(executor_node):
+    executor_node.robot = FrameNotHere({1_000_000_000, 2_000_000_000})
+    executor_node.params["frame_wait_s"] = 0.2
+    requests, statuses = _run(executor_node, [], _plan_for)  # the new plan's frame (2 s) is not here either
+    assert len(requests) == 1  # once, not again and again
+    state, attempt, reason, message = statuses[-1]
+    assert (state, attempt, reason) == (S.STATE_REJECTED, 2, "no_observation") and "2.000 s" in message
+
+
 def test_goal_missed_on_every_attempt_is_failed_with_the_evidence(executor_node):
     requests, statuses = _run(executor_node, [MISSED, MISSED, MISSED], _plan_for)
     assert [(r.attempt, r.candidate) for r in requests] == [(2, 0), (3, 0)]

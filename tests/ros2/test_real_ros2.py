@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -174,12 +173,11 @@ def test_tasks_as_a_ros2_action_complete_and_a_cancel_stops_the_arm(ros2):
         sim = start_sim(0)
         cancelled = ros2.result(ros2.probe("action", tasks[0].instruction, "--cancel-at-step", "1"), timeout=400)
         ros2.stop(sim)
-        # the operator CLI on rclpy sends its task as a goal too, and prints the feedback. Not at the instant the
+        # the operator CLI on rclpy sends its task as a goal too, and prints the feedback, at the instant the
         # simulator restarts: the executor's camera subscription can match the new simulator seconds after the
-        # vision node's (Fast DDS discovery), and a plan made from a frame the executor never received ends
-        # FAILED no_observation (an open gap: the executor should plan again from a frame it has)
+        # vision node's (Fast DDS discovery); a plan made from a frame the executor never received is planned
+        # again from a frame it has
         sim = start_sim(1)
-        time.sleep(5.0)
         operator = subprocess.run([ros2.python, "-m", "ivl_embodied.nodes.operator_cli", tasks[1].instruction],
                                   env=ros2.env, capture_output=True, text=True, timeout=400)
     finally:
