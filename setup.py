@@ -9,7 +9,7 @@ from setuptools.command.build_py import build_py
 
 # Top-level files the package reads at run time (ivl_embodied/resources.py: SHARED): an installed
 # package carries copies under ivl_embodied/_share/, so it runs without the source tree.
-SHARED = ("launch/graph.yaml", "config/ivl_embodied.yaml", "ivl_embodied_msgs/msg")
+SHARED = ("launch/graph.yaml", "config/ivl_embodied.yaml", "config/robots", "ivl_embodied_msgs/msg")
 
 
 class BuildWithShared(build_py):
@@ -50,6 +50,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py") + ["launch/graph.yaml"]),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/robots", glob("config/robots/*.yaml")),
         (f"share/{PACKAGE}/msg", glob("ivl_embodied_msgs/msg/*.msg")),
         (f"share/{PACKAGE}/sim", glob("ivl_embodied/sim/assets/*.xml")),
         (f"share/{PACKAGE}/sim/tasks", glob("ivl_embodied/sim/assets/tasks/*.jsonl")),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-SHARED = ("launch/graph.yaml", "config/ivl_embodied.yaml", "ivl_embodied_msgs/msg")
+SHARED = ("launch/graph.yaml", "config/ivl_embodied.yaml", "config/robots", "ivl_embodied_msgs/msg")
 """What ``setup.py`` copies into the package, as paths relative to the repository root."""
 
 

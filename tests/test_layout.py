@@ -128,3 +128,10 @@ def _raw_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level:
             out.add(node.module or "")
     return out
+
+
+def test_the_executor_side_nodes_import_nothing_from_the_simulator():
+    """The executor drives the arm its robot file names, through topics: not our simulator's arm."""
+    for name in ("executor_node.py", "topic_robot.py", "task_action.py"):
+        sim = {m for m in _imports(PKG / "nodes" / name) if _subpackage(m) == "sim"}
+        assert not sim, f"nodes/{name} imports {sorted(sim)}"

@@ -75,15 +75,18 @@ class ExecutorNode(NodeBase):
         "action_name": "ivl/execute_task",  # the ExecuteTask action (rclpy backend; "" = none)
         "grounded_plan_topic": "ivl/grounded_plan",  # each plan with its steps' grounded poses, before motion
         "dry_run": False,  # check and ground plans, publish the poses, send no command at all
+        "robot": "ivl_arm6",  # the arm: a name of config/robots/ or a YAML file of that form
     }
 
     def setup(self) -> None:
         from ivl_embodied.nodes.topic_robot import TopicRobot, TopicRobotConfig
         from ivl_embodied.plan.safety import SafetyGate, SafetyLimits
+        from ivl_embodied.robot.arm import load_arm
         from ivl_embodied.robot.executor import Executor, ExecutorConfig
-        from ivl_embodied.sim.world import ARM  # the arm's description (our MuJoCo arm)
 
         p = self.params
+        arm = load_arm(p["robot"])  # config/robots/NAME.yaml (or a YAML file): its description, tool, gripper
+        arm.check()
         self.gate = SafetyGate(SafetyLimits(allowed_actions=tuple(p["allowed_actions"]),
                                             max_data_age_s=float(p["max_plan_age_s"])),
                                latch_file=estop_latch_file(p["estop_latch_file"]))
@@ -91,10 +94,11 @@ class ExecutorNode(NodeBase):
                        ("rgb", "depth", "camera_info", "joint_states", "tf_static", "trajectory", "gripper"))
         # frames as old as the oldest plan the gate accepts, plus the time a plan may take to arrive
         history_s = float(p["max_plan_age_s"]) + float(p["frame_wait_s"])
-        self.robot = TopicRobot(self.node, TopicRobotConfig(arm=ARM, base_frame=p["base_frame"], topics=topics,
-                                                            frame_history_s=history_s, commands=not p["dry_run"]))
+        self.robot = TopicRobot(self.node, TopicRobotConfig(arm=arm, base_frame=p["base_frame"], topics=topics,
+                                                            frame_history_s=history_s, commands=not p["dry_run"],
+                                                            finger_joints=arm.gripper_joints))
         self.executor = Executor(self.robot, self.gate,
-                                 limits=ARM.trajectory_limits(max_joint_speed=float(p["max_joint_speed"])),
+                                 limits=arm.trajectory_limits(max_joint_speed=float(p["max_joint_speed"])),
                                  config=ExecutorConfig(dry_run=bool(p["dry_run"])))
         self.grounded_pub = self.node.create_publisher("ivl_embodied_msgs/msg/ActionPlan", p["grounded_plan_topic"])
         if p["dry_run"]:

@@ -42,7 +42,6 @@ from ivl_embodied.transport.convert import (
 
 TF_STATIC_QOS = QosProfile("reliable", 1, "transient_local")
 CLOCK_QOS = QosProfile("best_effort", 1, "volatile")
-FINGER_JOINTS = ("finger_left_joint", "finger_right_joint")
 
 
 class SimNode(NodeBase):
@@ -139,13 +138,13 @@ class SimNode(NodeBase):
         self.pub_info.publish(camera_info_to_msg(info, stamp))
 
     def on_joint_states(self) -> None:
-        from ivl_embodied.sim.world import ARM_JOINTS
+        from ivl_embodied.sim.world import ARM
 
         w = self.world
-        half = w.gripper_opening() / 2.0
-        names = list(ARM_JOINTS) + list(FINGER_JOINTS)
-        pos = list(w.arm_q()) + [half, half]
-        vel = list(w.arm_qd()) + [0.0, 0.0]
+        fingers = ARM.gripper_joints  # each finger's travel: half the opening
+        names = list(ARM.joint_names) + list(fingers)
+        pos = list(w.arm_q()) + [w.gripper_opening() / 2.0] * len(fingers)
+        vel = list(w.arm_qd()) + [0.0] * len(fingers)
         self.pub_joints.publish(joint_state_to_msg(names, pos, vel, self.sim_ns()))
 
     def on_goal_check(self) -> None:

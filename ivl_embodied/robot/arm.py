@@ -1,8 +1,10 @@
 """An arm as the executor knows it: read from its description, never from a simulator.
 
 :class:`ArmDescription` names the description file (MJCF, or URDF, which MuJoCo compiles too),
-the arm's joints in command order, the tool-centre-point site and the home pose. Joint limits
-come from the description itself, so the IK, the safety limits and the controller agree.
+the arm's joints in command order, the tool-centre-point site, the home pose and the gripper's facts.
+Joint limits come from the description itself, so the IK, the safety limits and the controller agree.
+:func:`load_arm` reads one from its per-arm file, ``config/robots/NAME.yaml``: nothing in ``robot/``
+knows which arm it drives.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class ArmDescription:
     joint_names: tuple[str, ...]
     home: tuple[float, ...]  # rad, in joint_names order
     tcp_site: str = "tcp"
+    gripper_joints: tuple[str, ...] = ()  # each finger's travel in m, as /joint_states reports it
+    max_opening: float = 0.08  # m between the fingers, fully open
+    tip_below_tcp: float = 0.015  # m from the tool centre point down to the fingertips
 
     def __post_init__(self) -> None:
         if not self.joint_names:
@@ -32,6 +37,23 @@ class ArmDescription:
                              f"{len(self.joint_names)} joints")
         if not Path(self.description).is_file():
             raise FileNotFoundError(f"arm {self.name!r}: description {str(self.description)!r} does not exist")
+        for key in ("max_opening", "tip_below_tcp"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 0.5:
+                raise ValueError(f"arm {self.name!r}: {key} must be a length in m in (0, 0.5), got {v!r}")
+
+    def check(self) -> None:
+        """Compile the description and check that it has every joint and the tool frame this names;
+        raises ``ValueError`` naming what is missing."""
+        m = self.load_model()
+        joints = {m.joint(i).name for i in range(m.njnt)}
+        missing = [j for j in self.joint_names + self.gripper_joints if j not in joints]
+        if missing:
+            raise ValueError(f"arm {self.name!r}: {self.description} has no joint {missing} (it has {sorted(joints)})")
+        sites = {m.site(i).name for i in range(m.nsite)}
+        if self.tcp_site not in sites:
+            raise ValueError(f"arm {self.name!r}: {self.description} has no tool frame {self.tcp_site!r} "
+                             f"(sites: {sorted(sites)})")
 
     def load_model(self):
         """The compiled MuJoCo model of the arm alone."""
@@ -48,6 +70,57 @@ class ArmDescription:
         """:class:`TrajectoryLimits` with this arm's joint range; speed etc. from ``overrides``."""
         lower, upper = self.joint_limits
         return replace(TrajectoryLimits(**overrides), joint_lower=lower, joint_upper=upper)
+
+
+ROBOT_KEYS = {"name", "description", "joints", "tool_frame", "home", "gripper"}
+GRIPPER_KEYS = {"joints", "max_opening", "tip_below_tcp"}
+
+
+def robot_configs() -> dict[str, Path]:
+    """The arms shipped in ``config/robots/``, by name."""
+    from ivl_embodied.resources import share_path
+
+    return {p.stem: p for p in sorted(share_path("config/robots").glob("*.yaml"))}
+
+
+def load_arm(robot: str | Path) -> ArmDescription:
+    """The arm ``robot`` names: a file of ``config/robots/`` by name (``"ivl_arm6"``), or a YAML file of the
+    same form. A description path is relative to the ``ivl_embodied`` package, or absolute. Raises
+    ``ValueError`` / ``FileNotFoundError`` naming the file and the key or value that is wrong."""
+    from importlib import resources
+
+    import yaml
+
+    path = Path(robot)
+    if path.suffix not in (".yaml", ".yml"):
+        known = robot_configs()
+        if str(robot) not in known:
+            raise ValueError(f"no robot {str(robot)!r}: the shipped ones are {sorted(known)} (or give a YAML file)")
+        path = known[str(robot)]
+    if not path.is_file():
+        raise FileNotFoundError(f"no robot file {str(path)!r}")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path}: a robot file is a mapping of {sorted(ROBOT_KEYS)}, got {type(cfg).__name__}")
+    unknown = set(cfg) - ROBOT_KEYS
+    missing = {"name", "description", "joints", "tool_frame", "home"} - set(cfg)
+    if unknown or missing:
+        why = [f"unknown keys {sorted(unknown)}"] if unknown else []
+        raise ValueError(f"{path}: " + "; ".join(why + ([f"missing {sorted(missing)}"] if missing else [])))
+    grip = cfg.get("gripper") or {}
+    if not isinstance(grip, dict) or set(grip) - GRIPPER_KEYS:
+        raise ValueError(f"{path}: gripper takes {sorted(GRIPPER_KEYS)}, got {grip!r}")
+    description = Path(cfg["description"])
+    if not description.is_absolute():
+        description = Path(str(resources.files("ivl_embodied"))) / description
+    try:
+        return ArmDescription(
+            str(cfg["name"]), description, tuple(str(j) for j in cfg["joints"]),
+            tuple(float(q) for q in cfg["home"]), tcp_site=str(cfg["tool_frame"]),
+            gripper_joints=tuple(str(j) for j in grip.get("joints", ())),
+            **{k: grip[k] for k in ("max_opening", "tip_below_tcp") if k in grip})
+    except (TypeError, ValueError, FileNotFoundError) as e:
+        raise type(e)(f"{path}: {e}") from None
 
 
 @functools.lru_cache(maxsize=8)

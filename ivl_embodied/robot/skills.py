@@ -22,8 +22,6 @@ from ivl_embodied.robot.trajectory import time_parameterize
 
 log = logging.getLogger(__name__)
 
-TIP_BELOW_TCP = 0.015  # m from the tool centre point down to the fingertips
-
 
 class SkillFailure(RuntimeError):
     """A skill could not be completed; ``str(e)`` is the reason."""
@@ -38,7 +36,7 @@ class SkillConfig:
     waypoint_step: float = 0.01  # m between IK waypoints of straight-line moves
     max_joint_speed: float = 1.0  # rad/s used for planning (below the safety limit)
     max_joint_accel: float = 3.0  # rad/s^2 used for planning
-    open_width: float = 0.08  # m
+    open_width: float = 0.08  # m (at most the arm's own max_opening)
     min_grasp_opening: float = 0.012  # m; fingers closing further means nothing was grasped
     release_clearance: float = 0.012  # m between a held object's bottom and the target's top
     push_tip_height: float = 0.008  # m fingertips above the support while pushing
@@ -67,6 +65,7 @@ class Skills:
         self.robot = robot
         self.kin = kinematics or ArmKinematics(robot.arm)
         self.cfg = config or SkillConfig()
+        self.open_width = min(self.cfg.open_width, robot.arm.max_opening)  # m: what this gripper opens to
         self.check_trajectory = check_trajectory  # why a trajectory may not be sent, or None
         self.check_gripper = check_gripper  # why the gripper may not be commanded now, or None
 
@@ -136,20 +135,20 @@ class Skills:
         what = f"pick {phrase!r}"
         if obj.flat:
             raise SkillFailure(f"{what}: nothing graspable stands in its box (flat region)")
-        if max(obj.extent[0], obj.extent[1]) > c.open_width + 0.01:
+        if max(obj.extent[0], obj.extent[1]) > self.open_width + 0.01:
             raise SkillFailure(f"{what}: object {obj.extent[:2].round(3).tolist()} m wider than the gripper "
-                               f"opening {c.open_width} m")
+                               f"opening {self.open_width} m")
         h = obj.height
-        grasp_offset = max(min(0.5 * h, h - 0.012), TIP_BELOW_TCP + 0.004)
+        grasp_offset = max(min(0.5 * h, h - 0.012), self.robot.arm.tip_below_tcp + 0.004)
         x, y = obj.position[:2]
         yaw = math.atan2(y, x)  # fingers close across the reach direction
         grasp = np.array([x, y, obj.support_z + grasp_offset])
-        self.gripper(c.open_width)
+        self.gripper(self.open_width)
         self.move_to(grasp + [0, 0, c.approach_height], yaw, what + " (approach)")
         self.move_linear(grasp, yaw, c.linear_speed, what + " (descend)")
         opening = self.gripper(0.0)
         if opening < c.min_grasp_opening:
-            self.gripper(c.open_width)
+            self.gripper(self.open_width)
             self.move_linear(grasp + [0, 0, c.approach_height], yaw, c.linear_speed, what + " (retreat)")
             raise SkillFailure(f"{what}: grasp missed (fingers closed to {opening * 1000:.1f} mm)")
         self.move_linear(grasp + [0, 0, c.lift_height], yaw, c.linear_speed, what + " (lift)")
@@ -166,7 +165,7 @@ class Skills:
         release = np.array([x, y, target.top_z + c.release_clearance + held.grasp_offset])
         self.move_to(release + [0, 0, c.approach_height], yaw, what + " (approach)")
         self.move_linear(release, yaw, c.linear_speed * 0.6, what + " (descend)")
-        self.gripper(c.open_width)
+        self.gripper(self.open_width)
         self.move_linear(release + [0, 0, c.approach_height], yaw, c.linear_speed, what + " (retreat)")
 
     def push(self, phrase: str, obj: GroundedObject, region_phrase: str, region: GroundedObject) -> None:
@@ -181,7 +180,7 @@ class Skills:
         u = d / dist
         radius = 0.5 * max(obj.extent[0], obj.extent[1])
         finger_half = 0.012  # closed fingers' half thickness along the push
-        z = obj.support_z + c.push_tip_height + TIP_BELOW_TCP
+        z = obj.support_z + c.push_tip_height + self.robot.arm.tip_below_tcp
         yaw = math.atan2(u[1], u[0]) + math.pi / 2  # finger pair lies across the push direction
         start = obj.position[:2] - u * (radius + finger_half + c.push_standoff)
         end = region.position[:2] - u * (radius + finger_half)

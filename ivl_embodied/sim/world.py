@@ -22,7 +22,7 @@ import numpy as np
 from ivl_embodied.perception.grounding import CameraInfo
 from ivl_embodied.plan.vocabulary import COLORS as COLOR_NAMES
 from ivl_embodied.plan.vocabulary import CONTAINERS, GRASPABLE, KINDS, ZONES  # noqa: F401 (re-exported)
-from ivl_embodied.robot.arm import ArmDescription
+from ivl_embodied.robot.arm import load_arm
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,11 @@ COLORS: dict[str, tuple[float, float, float]] = {  # the vocabulary's colours as
 }
 if tuple(COLORS) != COLOR_NAMES:
     raise ImportError(f"sim colours {tuple(COLORS)} and the vocabulary's {COLOR_NAMES} must agree")
-ARM_JOINTS = ("joint1", "joint2", "joint3", "joint4", "joint5", "joint6")
-HOME_Q = (0.0, -0.35, 2.0, 0.0, 1.05, 0.0)  # arm folded up behind the workspace, tool down
-ARM = ArmDescription("ivl_arm6", ARM_XML, ARM_JOINTS, HOME_Q, tcp_site="tcp")
+ARM = load_arm("ivl_arm6")  # config/robots/ivl_arm6.yaml: our 6-DOF arm, described by ARM_XML
+if Path(ARM.description).resolve() != ARM_XML.resolve():
+    raise ImportError(f"config/robots/ivl_arm6.yaml describes the arm with {ARM.description}, not {ARM_XML}")
+ARM_JOINTS = ARM.joint_names
+HOME_Q = ARM.home  # folded up behind the workspace, tool down
 SETTLE_S = 0.2
 """Physics time a fresh scene runs before anyone looks at it, so objects rest on the table."""
 IMAGE_W, IMAGE_H, FOVY_DEG = 640, 480, 42.5  # D435 colour stream at 640x480: fx = fy ≈ 617

@@ -1,0 +1,63 @@
+"""The arm the executor drives comes from its per-arm file (config/robots/NAME.yaml) and its own description."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ivl_embodied.robot.arm import load_arm, robot_configs
+
+pytest.importorskip("mujoco")
+
+
+def test_the_shipped_arm_loads_from_its_file_and_its_description_has_what_the_file_names():
+    assert "ivl_arm6" in robot_configs()
+    arm = load_arm("ivl_arm6")
+    arm.check()
+    assert arm.joint_names == tuple(f"joint{i}" for i in range(1, 7)) and arm.tcp_site == "tcp"
+    assert arm.gripper_joints == ("finger_left_joint", "finger_right_joint") and arm.max_opening == 0.08
+    lower, upper = arm.joint_limits  # from the description
+    assert all(lo < h < hi for lo, h, hi in zip(lower, arm.home, upper, strict=True))
+    assert load_arm(robot_configs()["ivl_arm6"]) == arm  # by file too
+
+
+def _file(tmp_path, text):
+    p = tmp_path / "arm.yaml"
+    p.write_text(text)
+    return p
+
+
+GOOD = """name: mine
+description: sim/assets/arm.xml
+joints: [joint1, joint2, joint3, joint4, joint5, joint6]
+tool_frame: tcp
+home: [0, 0, 0, 0, 0, 0]
+gripper: {joints: [finger_left_joint], max_opening: 0.05}
+"""
+
+
+@pytest.mark.parametrize("change, words", [
+    (("name: mine", "nom: mine"), "unknown keys ['nom']; missing ['name']"),
+    (("home: [0, 0, 0, 0, 0, 0]", "home: [0, 0]"), "home (0.0, 0.0) has 2 values for 6 joints"),
+    (("sim/assets/arm.xml", "sim/assets/nope.xml"), "does not exist"),
+    (("max_opening: 0.05", "max_opening: 5"), "max_opening must be a length in m"),
+    (("max_opening: 0.05", "width: 0.05"), "gripper takes"),
+])
+def test_a_bad_robot_file_is_refused_naming_the_key_or_value(tmp_path, change, words):
+    with pytest.raises((ValueError, FileNotFoundError), match=r"arm\.yaml: .*" + re.escape(words)):
+        load_arm(_file(tmp_path, GOOD.replace(*change)))
+
+
+def test_a_description_without_the_named_joints_or_tool_frame_is_refused(tmp_path):
+    arm = load_arm(_file(tmp_path, GOOD))
+    arm.check()
+    with pytest.raises(ValueError, match=r"has no joint \['elbow'\]"):
+        load_arm(_file(tmp_path, GOOD.replace("joint6]", "elbow]"))).check()
+    with pytest.raises(ValueError, match="has no tool frame 'flange'"):
+        load_arm(_file(tmp_path, GOOD.replace("tool_frame: tcp", "tool_frame: flange"))).check()
+
+
+def test_an_unknown_robot_name_lists_the_shipped_ones():
+    with pytest.raises(ValueError, match=r"no robot 'kuka': the shipped ones are \['ivl_arm6'"):
+        load_arm("kuka")
