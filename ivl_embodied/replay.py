@@ -8,14 +8,14 @@ constrained plan of that view. The result is compared with the recorded plan tex
 made the recording every plan comes out the same; with another it shows what that checkpoint would have
 planned on exactly the same inputs.
 
-**Through the stack** (``--through-stack``): the recording's camera, depth, camera info, joint states and
-``/tf_static`` are published again at the recorded pace (``--rate``), with ``/clock`` following their stamps,
-in place of the simulator or the camera driver, to a vision node, a planner node and an executor node in
-dry run (``dry_run:=true``: it has no trajectory or gripper publisher at all). The recorded operator tasks
-(or ``--task``) are sent when the recording reached them; each ends REJECTED ``dry_run`` with the 3D poses
-its plan was grounded to, or with the reason it was refused. Trajectory and gripper commands are counted
-(there must be none). It is how a bag from a real camera on a real table is checked before an arm moves.
-The graph runs on its own loopback DDS domain; the nodes' output goes to stderr.
+**Through the stack** (``--through-stack``): the recording's camera, depth, camera info, joint states,
+``/tf_static`` and ``/tf`` are published again at the recorded pace (``--rate``), with ``/clock`` following
+their stamps, in place of the simulator or the camera driver, to a vision node, a planner node and an executor
+node in dry run (``dry_run:=true``: it has no trajectory or gripper publisher at all). The recorded operator
+tasks (or ``--task``) are sent when the recording reached them; each ends REJECTED ``dry_run`` with the 3D poses
+its plan was grounded to, or with the reason it was refused. Trajectory and gripper commands are counted (there
+must be none). It is how a bag from a real camera on a real table is checked before an arm moves. The graph runs
+on its own loopback DDS domain; the nodes' output goes to stderr.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ EMBEDDING_TOPIC = "/ivl/visual_embeddings"
 TASK_TOPIC = "/ivl/task"
 # what a camera driver and a robot publish: played again in place of the simulator (name -> QoS)
 SENSOR_TOPICS = {"/camera/color/image_raw": "sensor_data", "/camera/depth/image_raw": "sensor_data",
-                 "/camera/color/camera_info": "sensor_data", "/joint_states": "default", "/tf_static": "latched"}
+                 "/camera/color/camera_info": "sensor_data", "/joint_states": "default", "/tf_static": "latched",
+                 "/tf": "default"}
 COMMAND_TOPICS = {"/arm_controller/joint_trajectory": "trajectory_msgs/msg/JointTrajectory",
                   "/gripper_controller/commands": "std_msgs/msg/Float64MultiArray"}
 
@@ -118,7 +119,7 @@ class Player:
 
     def __init__(self, node, recording: Path, rate: float, on_task=None):
         from ivl_embodied.nodes.sim_node import CLOCK_QOS, TF_STATIC_QOS
-        from ivl_embodied.transport.mcap_io import read_messages
+        from ivl_embodied.transport.mcap_io import recorded_channels
 
         if not rate > 0:
             raise ValueError(f"--rate must be > 0, got {rate!r}")
@@ -130,11 +131,7 @@ class Player:
         self._stop = threading.Event()
         qos = {"sensor_data": "sensor_data", "default": None, "latched": TF_STATIC_QOS}
         self._pubs = {}
-        types = {}
-        for rec in read_messages(recording, topics=list(SENSOR_TOPICS)):  # one of each: the topics' types
-            types.setdefault(rec.topic, rec.type_name)
-            if len(types) == len(SENSOR_TOPICS):
-                break
+        types = {t: ty for t, ty in recorded_channels(recording).items() if t in SENSOR_TOPICS}
         missing = [t for t in ("/camera/color/image_raw", "/camera/depth/image_raw", "/camera/color/camera_info")
                    if t not in types]
         if missing:

@@ -59,6 +59,10 @@ class ExecutorNode(NodeBase):
         "camera_info_topic": "camera/color/camera_info",
         "joint_states_topic": "joint_states",
         "tf_static_topic": "/tf_static",
+        "tf_topic": "/tf",  # transforms that move (a hand-eye calibration's, an arm-mounted camera's)
+        # a fixed camera's pose from a calibration file (YAML: parent, child, translation [m], rotation [x, y, z, w]),
+        # for a camera whose pose nothing publishes ("" = none)
+        "camera_calibration_file": "",
         "trajectory_topic": "arm_controller/joint_trajectory",
         "gripper_topic": "gripper_controller/commands",
         "allowed_actions": ["pick", "place", "push"],
@@ -79,7 +83,7 @@ class ExecutorNode(NodeBase):
     }
 
     def setup(self) -> None:
-        from ivl_embodied.nodes.topic_robot import TopicRobot, TopicRobotConfig
+        from ivl_embodied.nodes.topic_robot import TopicRobot, TopicRobotConfig, calibration_transform
         from ivl_embodied.plan.safety import SafetyGate, SafetyLimits
         from ivl_embodied.robot.arm import load_arm
         from ivl_embodied.robot.executor import Executor, ExecutorConfig
@@ -91,12 +95,14 @@ class ExecutorNode(NodeBase):
                                             max_data_age_s=float(p["max_plan_age_s"])),
                                latch_file=estop_latch_file(p["estop_latch_file"]))
         topics = tuple((key, p[f"{key}_topic"]) for key in
-                       ("rgb", "depth", "camera_info", "joint_states", "tf_static", "trajectory", "gripper"))
+                       ("rgb", "depth", "camera_info", "joint_states", "tf_static", "tf", "trajectory", "gripper"))
         # frames as old as the oldest plan the gate accepts, plus the time a plan may take to arrive
         history_s = float(p["max_plan_age_s"]) + float(p["frame_wait_s"])
         self.robot = TopicRobot(self.node, TopicRobotConfig(arm=arm, base_frame=p["base_frame"], topics=topics,
                                                             frame_history_s=history_s, commands=not p["dry_run"],
                                                             finger_joints=arm.gripper_joints))
+        if p["camera_calibration_file"]:
+            self.robot.add_transform(*calibration_transform(p["camera_calibration_file"]))
         self.executor = Executor(self.robot, self.gate,
                                  limits=arm.trajectory_limits(max_joint_speed=float(p["max_joint_speed"])),
                                  config=ExecutorConfig(dry_run=bool(p["dry_run"])))

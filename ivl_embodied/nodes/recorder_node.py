@@ -1,7 +1,7 @@
 """Record the graph's topics to MCAP (ROS 2 profile): ``ivl-embodied record OUT.mcap``.
 
 Subscribes to each topic of ``topics`` (``name:type`` entries; the defaults are what the stack consumes and
-produces: camera, depth, camera info, joint states, ``/tf_static``, the visual embeddings, tasks, plans and
+produces: camera, depth, camera info, joint states, ``/tf_static`` and ``/tf``, the visual embeddings, tasks, plans and
 grounded plans, task status, trajectories, gripper commands, cancels, the e-stop and its state) and writes
 every sample's CDR bytes as they arrived, untouched, with the time it was received. Sensor topics are read
 best-effort (that matches every publisher), the stack's own topics reliably, ``/tf_static``, the task status
@@ -26,6 +26,7 @@ DEFAULT_TOPICS = (
     "camera/color/camera_info:sensor_msgs/msg/CameraInfo",
     "joint_states:sensor_msgs/msg/JointState",
     "/tf_static:tf2_msgs/msg/TFMessage",
+    "/tf:tf2_msgs/msg/TFMessage",
     "ivl/visual_embeddings:ivl_embodied_msgs/msg/VisualEmbedding",
     "ivl/task:ivl_embodied_msgs/msg/TaskRequest",
     "ivl/plan:ivl_embodied_msgs/msg/ActionPlan",

@@ -43,6 +43,30 @@ from ivl_embodied.transport.convert import (
 LOG = logging.getLogger(__name__)
 
 
+def calibration_transform(path) -> tuple[str, str, np.ndarray]:
+    """(parent, child, 4x4 pose of child in parent) from a fixed camera's calibration file (YAML:
+    ``parent``, ``child``, ``translation: [x, y, z]`` in m, ``rotation: [x, y, z, w]``); raises ValueError
+    naming the file and what is wrong."""
+    from pathlib import Path
+
+    import yaml
+
+    from ivl_embodied.transport import msg_type
+
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+        if not isinstance(cfg, dict) or set(cfg) != {"parent", "child", "translation", "rotation"}:
+            raise ValueError(f"it needs exactly parent, child, translation, rotation; got {cfg!r:.200}")
+        (tx, ty, tz), (qx, qy, qz, qw) = cfg["translation"], cfg["rotation"]
+        T = msg_type("geometry_msgs/msg/Transform")
+        tf = T(translation=msg_type("geometry_msgs/msg/Vector3")(x=float(tx), y=float(ty), z=float(tz)),
+               rotation=msg_type("geometry_msgs/msg/Quaternion")(x=float(qx), y=float(qy), z=float(qz), w=float(qw)))
+        return str(cfg["parent"]), str(cfg["child"]), transform_to_matrix(tf)
+    except (OSError, ValueError, TypeError, MessageError, yaml.YAMLError) as e:
+        raise ValueError(f"camera calibration {path}: {e}") from None
+
+
 class RobotUnavailable(RuntimeError):
     """A piece of robot state has not arrived; the message names the topic."""
 
@@ -65,7 +89,7 @@ class TopicRobotConfig:
     topics: tuple[tuple[str, str], ...] = (
         ("rgb", "camera/color/image_raw"), ("depth", "camera/depth/image_raw"),
         ("camera_info", "camera/color/camera_info"), ("joint_states", "joint_states"),
-        ("tf_static", "/tf_static"), ("trajectory", "arm_controller/joint_trajectory"),
+        ("tf_static", "/tf_static"), ("tf", "/tf"), ("trajectory", "arm_controller/joint_trajectory"),
         ("gripper", "gripper_controller/commands"),
     )
 
@@ -96,7 +120,7 @@ class TopicRobot(Robot):
         self._rgb: collections.OrderedDict[int, object] = collections.OrderedDict()
         self._depth: collections.OrderedDict[int, object] = collections.OrderedDict()
         self._info = None
-        self._t_base_camera: dict[str, np.ndarray] = {}
+        self._tf_parent: dict[str, tuple[str, np.ndarray]] = {}  # child frame -> (parent frame, pose in it)
         self._halt_lock = threading.Lock()  # a halt and a motion command never interleave
         self._halted: str | None = None
         c = config.topic
@@ -110,6 +134,8 @@ class TopicRobot(Robot):
         node.create_subscription("sensor_msgs/msg/JointState", c("joint_states"), self._on_joints)
         node.create_subscription("tf2_msgs/msg/TFMessage", c("tf_static"), self._on_tf,
                                  QosProfile("reliable", 1, "transient_local"))
+        node.create_subscription("tf2_msgs/msg/TFMessage", c("tf"), lambda m: self._on_tf(m, c("tf")),
+                                 QosProfile("reliable", 100, "volatile"))
 
     # -- callbacks (spinning thread) -----------------------------------------------------
     def _keep(self, store: collections.OrderedDict, msg) -> None:
@@ -153,18 +179,40 @@ class TopicRobot(Robot):
         with self._cv:
             self._info = msg
 
-    def _on_tf(self, msg) -> None:
+    def _on_tf(self, msg, topic: str | None = None) -> None:
+        """Transforms from ``/tf_static`` or ``/tf``: each frame's newest pose in its parent's frame."""
         for t in msg.transforms:
-            if t.header.frame_id != self.cfg.base_frame:
-                continue
             try:
                 m = transform_to_matrix(t.transform)
             except MessageError as e:
                 LOG.error("dropped transform %s -> %s on %s: %s", t.header.frame_id, t.child_frame_id,
-                          self.cfg.topic("tf_static"), e)
+                          topic or self.cfg.topic("tf_static"), e)
                 continue
             with self._cv:
-                self._t_base_camera[t.child_frame_id] = m
+                self._tf_parent[t.child_frame_id] = (t.header.frame_id, m)
+
+    def add_transform(self, parent: str, child: str, matrix: np.ndarray) -> None:
+        """A transform known without a topic (a fixed camera's calibration file)."""
+        with self._cv:
+            self._tf_parent[child] = (parent, np.asarray(matrix, float))
+
+    def base_to(self, frame: str) -> np.ndarray:
+        """The pose of ``frame`` in the base frame, composed along the transform tree heard so far (a camera
+        driver's camera_link -> optical frame, under a calibration's base_link -> camera_link, ...)."""
+        with self._cv:
+            m, at, seen = np.eye(4), frame, []
+            while at != self.cfg.base_frame:
+                if at not in self._tf_parent or at in seen:
+                    chain = " -> ".join([*reversed(seen), at]) if seen else at
+                    raise RobotUnavailable(
+                        f"no transform {self.cfg.base_frame} -> {frame!r}: {chain!r} has no parent on "
+                        f"{self.cfg.topic('tf_static')} or {self.cfg.topic('tf')}" if at not in seen
+                        else f"the transforms to {frame!r} form a loop ({chain})")
+                seen.append(at)
+                parent, t = self._tf_parent[at]
+                m = t @ m
+                at = parent
+            return m
 
     def _on_joints(self, msg) -> None:
         pos, vel = np.asarray(msg.position, float), np.asarray(msg.velocity, float)
@@ -248,11 +296,7 @@ class TopicRobot(Robot):
     def _camera_info(self):
         if self._info is None:
             raise RobotUnavailable(f"no camera info on {self.cfg.topic('camera_info')}")
-        frame = self._info.header.frame_id
-        if frame not in self._t_base_camera:
-            raise RobotUnavailable(
-                f"no transform {self.cfg.base_frame} -> {frame!r} on {self.cfg.topic('tf_static')}")
-        return msg_to_camera_info(self._info, self._t_base_camera[frame])
+        return msg_to_camera_info(self._info, self.base_to(self._info.header.frame_id))
 
     # -- commands (worker thread) --------------------------------------------------------------
     def _wait(self, done, robot_budget_s: float, what: str) -> str | None:

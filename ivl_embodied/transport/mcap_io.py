@@ -111,6 +111,17 @@ class Recorded:
     data: bytes = b""  # the CDR bytes as recorded (what a player publishes unchanged)
 
 
+def recorded_channels(path: str | Path) -> dict[str, str]:
+    """``{topic: message type}`` of every channel a recording has (from its summary, reading no message)."""
+    from mcap.reader import make_reader
+
+    with open(path, "rb") as f:
+        summary = make_reader(f).get_summary()
+    if summary is None:
+        raise ValueError(f"{path}: no summary (a recording that was not closed); read it with read_messages")
+    return {c.topic: summary.schemas[c.schema_id].name for c in summary.channels.values()}
+
+
 def read_messages(path: str | Path, topics: list[str] | None = None) -> Iterator[Recorded]:
     """The messages of an MCAP file in log-time order, decoded into our message classes."""
     from mcap.reader import make_reader

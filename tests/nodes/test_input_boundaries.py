@@ -58,7 +58,7 @@ def test_degenerate_transforms_are_dropped(executor_node, caplog):
     nan.transform.translation.x = math.nan
     robot._on_tf(tf(transforms=[zero, nan]))
     assert caplog.text.count("dropped transform base_link -> cam") == 2
-    np.testing.assert_allclose(robot._t_base_camera["cam"], good)
+    np.testing.assert_allclose(robot.base_to("cam"), good)
 
 
 @pytest.mark.parametrize("field, value, expect", [
@@ -144,3 +144,50 @@ def test_frames_are_kept_for_a_time_span_and_forgotten_when_robot_time_jumps_bac
     robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=40 * second))  # the old one, late
     robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=3 * second + second // 10))  # back: the new one
     assert robot.frame_stamps() == [second // 2, second, 2 * second, 3 * second]
+
+
+def _tf(parent, child, xyz):
+    m = np.eye(4)
+    m[:3, 3] = xyz
+    return matrix_to_transform_stamped(m, parent, child, 0)
+
+
+def test_the_camera_pose_is_composed_along_the_transform_tree_of_tf_static_and_tf(executor_node):
+    """A RealSense driver publishes camera_link -> its optical frame on /tf_static; a hand-eye calibration
+    publishes base_link -> camera_link (on /tf, say): the camera's pose in the base frame is both."""
+    from ivl_embodied.nodes.topic_robot import RobotUnavailable
+
+    robot = executor_node.robot
+    tf = msg_type("tf2_msgs/msg/TFMessage")
+    robot._on_tf(tf(transforms=[_tf("camera_link", "camera_color_optical_frame", [0.0, 0.015, 0.0])]))
+    with pytest.raises(RobotUnavailable, match="no transform base_link -> 'camera_color_optical_frame': "
+                                               "'camera_color_optical_frame -> camera_link' has no parent"):
+        robot.base_to("camera_color_optical_frame")
+    robot._on_tf(tf(transforms=[_tf("base_link", "camera_link", [1.0, 0.0, 0.8])]), "/tf")
+    np.testing.assert_allclose(robot.base_to("camera_color_optical_frame")[:3, 3], [1.0, 0.015, 0.8])
+    robot._on_tf(tf(transforms=[_tf("base_link", "camera_link", [1.1, 0.0, 0.8])]), "/tf")  # it moved: newest
+    np.testing.assert_allclose(robot.base_to("camera_color_optical_frame")[:3, 3], [1.1, 0.015, 0.8])
+    robot._on_tf(tf(transforms=[_tf("a", "b", [0, 0, 0]), _tf("b", "a", [0, 0, 0])]))
+    with pytest.raises(RobotUnavailable, match="form a loop"):
+        robot.base_to("a")
+
+
+def test_a_fixed_cameras_calibration_file_gives_its_pose(loopback_dds, tmp_path):
+    from ivl_embodied.nodes.executor_node import ExecutorNode
+    from ivl_embodied.nodes.topic_robot import calibration_transform
+
+    good = tmp_path / "cam.yaml"
+    good.write_text("parent: base_link\nchild: camera_color_optical_frame\ntranslation: [1.15, 0.0, 0.78]\n"
+                    "rotation: [0.0, 0.0, 0.0, 1.0]\n")
+    node = ExecutorNode.create({"camera_calibration_file": str(good)})
+    try:
+        np.testing.assert_allclose(node.robot.base_to("camera_color_optical_frame")[:3, 3], [1.15, 0.0, 0.78])
+    finally:
+        node.shutdown()
+    for text, words in (("parent: base_link\n", "needs exactly parent, child, translation, rotation"),
+                        ("parent: a\nchild: b\ntranslation: [0, 0, 0]\nrotation: [0, 0, 0, 0]\n", "not a rotation"),
+                        ("parent: a\nchild: b\ntranslation: [0, 0]\nrotation: [0, 0, 0, 1]\n", "not enough values")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=f"camera calibration {bad}: .*{words}"):
+            calibration_transform(bad)
