@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "planner, whose seconds of CPU inference then count as robot time one to one "
                              "against the executor's max_plan_age_s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per task")
+    parser.add_argument("--robot", default="ivl_arm6", metavar="NAME",
+                        help="the arm: a name of config/robots/ (ivl_arm6, panda) or a robot YAML file")
     parser.add_argument("--record", type=Path, default=None, metavar="OUT.mcap",
                         help="record the graph's topics (camera, embeddings, plans, status, commands) to MCAP")
     parser.add_argument("--require-success", action="store_true",
@@ -123,6 +125,10 @@ class Driver:
         return sum(s in frames for s in self.embedding_stamps)
 
     def reset(self) -> None:
+        """Forget the last scene. Its simulator has exited by now, but the samples it sent last may still wait in
+        our readers: take them first (a frame of the last scene once stood in for the new scene's first frame,
+        and an oracle plan was grounded in the wrong scene)."""
+        self.node.spin_until(lambda: False, 0.3)
         self.statuses.clear()
         self.frames.clear()
         self.goal.clear()
@@ -220,6 +226,13 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: task indices {bad} outside 0..{len(tasks) - 1} of split {args.split!r}", file=sys.stderr)
         return 2
+    from ivl_embodied.sim.world import sim_arm
+
+    try:
+        sim_arm(args.robot)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: --robot: {e}", file=sys.stderr)
+        return 2
     try:
         recorder = recorder_spec(args.record) if args.record else None
     except ValueError as e:
@@ -248,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     if realtime_factor is None:
         realtime_factor = 2.0 if planner == "oracle" else 1.0
     resident = [start("recorder_node")] if args.record else []  # first: it hears everything the others say
-    resident.append(start("executor_node"))
+    resident.append(start("executor_node", f"robot:={args.robot}"))
     if planner != "oracle":
         resident += [start("vision_node", f"checkpoint:={planner}"), start("planner_node", f"checkpoint:={planner}")]
     driver = Driver()
@@ -258,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
             task = tasks[i]
             print(f"\n=== task {i} ({task.goal.type}): {task.instruction!r}  [planner: {planner}]", flush=True)
             driver.reset()
-            sim = start("sim_node", f"split:={args.split}", f"task_index:={i}",
+            sim = start("sim_node", f"split:={args.split}", f"task_index:={i}", f"robot:={args.robot}",
                         f"realtime_factor:={realtime_factor}")
             try:
                 r = run_task(driver, task, f"demo{i}", planner, args.timeout)

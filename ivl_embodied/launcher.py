@@ -168,6 +168,14 @@ def console_spec(port: int) -> NodeSpec:
 
 
 SIM_MODULE = "ivl_embodied.nodes.sim_node"
+ROBOT_MODULES = (SIM_MODULE, "ivl_embodied.nodes.executor_node")
+
+
+def with_robot(specs: list[NodeSpec], robot: str) -> list[NodeSpec]:
+    """``specs`` with ``robot:=ROBOT`` for the nodes that drive or simulate the arm (and only those)."""
+    from dataclasses import replace
+
+    return [replace(s, params=(*s.params, f"robot:={robot}")) if s.module in ROBOT_MODULES else s for s in specs]
 PLACEMENT_ENV = "IVL_THREADS_BY_PLACEMENT"
 
 
@@ -297,6 +305,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--record", type=Path, default=None, metavar="OUT.mcap",
                         help="also start a recorder node writing the graph's topics to this MCAP file")
+    parser.add_argument("--robot", default=None, metavar="NAME",
+                        help="the arm the simulator and the executor drive: a name of config/robots/ or a robot YAML "
+                             "(default: the parameter file's, ivl_arm6)")
     parser.add_argument("--console", type=int, default=None, metavar="PORT",
                         help="also start the operator console on http://127.0.0.1:PORT/ (0: any free port; the URL "
                              "with its token is printed)")
@@ -311,6 +322,15 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"error: --record: {e}", file=sys.stderr)
             return 2
+    if args.robot is not None:
+        from ivl_embodied.robot.arm import load_arm
+
+        try:
+            load_arm(args.robot).check()
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: --robot: {e}", file=sys.stderr)
+            return 2
+        specs = with_robot(specs, args.robot)
     if args.console is not None:
         try:
             specs.append(console_spec(args.console))

@@ -53,6 +53,14 @@ def test_a_node_of_its_own_parameters_and_the_recorder(tmp_path):
         recorder_spec(tmp_path / "r.bag")
 
 
+def test_robot_goes_to_the_simulator_and_the_executor_only():
+    from ivl_embodied.launcher import load_graph, with_robot
+
+    specs = {s.name: s for s in with_robot(load_graph().nodes, "panda")}
+    assert specs["sim_node"].params[-1] == specs["executor_node"].params[-1] == "robot:=panda"
+    assert not any("robot:=" in p for n in ("vision_node", "planner_node") for p in specs[n].params)
+
+
 def test_the_console_spec_serves_on_the_port_given():
     from ivl_embodied.launcher import console_spec
 

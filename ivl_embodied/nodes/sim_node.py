@@ -59,12 +59,13 @@ class SimNode(NodeBase):
         "estop_state_topic": "ivl/estop_state",
         "heartbeat_topic": "ivl/executor/heartbeat",
         "heartbeat_timeout_s": 0.5,  # a trajectory is stopped when the executor falls silent this long (0 = off)
+        "robot": "ivl_arm6",  # the arm: a name of config/robots/ or a robot YAML file (its description sim-ready)
     }
 
     def setup(self) -> None:
         from ivl_embodied.sim.controller import JointTrajectoryController
         from ivl_embodied.sim.tasks import load_split, load_tasks, scene_for
-        from ivl_embodied.sim.world import SimWorld
+        from ivl_embodied.sim.world import SimWorld, sim_arm
 
         p = self.params
         tasks = load_tasks(p["task_file"]) if p["task_file"] else load_split(p["split"])
@@ -73,7 +74,7 @@ class SimNode(NodeBase):
         self.task = tasks[p["task_index"]]
         if not p["realtime_factor"] > 0:
             raise ValueError(f"realtime_factor must be > 0, got {p['realtime_factor']!r}")
-        self.world = SimWorld(scene_for(self.task))
+        self.world = SimWorld(scene_for(self.task), sim_arm(p["robot"]))
         self.controller = JointTrajectoryController(self.world)
         self.dt = float(self.world.model.opt.timestep)
         self.goal_reached = False
@@ -138,11 +139,9 @@ class SimNode(NodeBase):
         self.pub_info.publish(camera_info_to_msg(info, stamp))
 
     def on_joint_states(self) -> None:
-        from ivl_embodied.sim.world import ARM
-
         w = self.world
-        fingers = ARM.gripper_joints  # each finger's travel: half the opening
-        names = list(ARM.joint_names) + list(fingers)
+        fingers = w.arm.gripper_joints  # each finger's travel: half the opening
+        names = list(w.arm.joint_names) + list(fingers)
         pos = list(w.arm_q()) + [w.gripper_opening() / 2.0] * len(fingers)
         vel = list(w.arm_qd()) + [0.0] * len(fingers)
         self.pub_joints.publish(joint_state_to_msg(names, pos, vel, self.sim_ns()))

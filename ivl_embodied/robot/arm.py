@@ -10,6 +10,7 @@ knows which arm it drives.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class ArmDescription:
     gripper_joints: tuple[str, ...] = ()  # each finger's travel in m, as /joint_states reports it
     max_opening: float = 0.08  # m between the fingers, fully open
     tip_below_tcp: float = 0.015  # m from the tool centre point down to the fingertips
+    push_yaw: float = math.pi / 2  # rad from the push direction to the tool's x axis (pi/2: the fingers in line)
+    push_lean: float = 0.0  # rad the tool leans into a push, fingertips first (a wide hand close above them)
 
     def __post_init__(self) -> None:
         if not self.joint_names:
@@ -37,6 +40,9 @@ class ArmDescription:
                              f"{len(self.joint_names)} joints")
         if not Path(self.description).is_file():
             raise FileNotFoundError(f"arm {self.name!r}: description {str(self.description)!r} does not exist")
+        if not -math.pi <= self.push_yaw <= math.pi or not 0 <= self.push_lean <= 1.0:
+            raise ValueError(f"arm {self.name!r}: push_yaw must be in [-pi, pi] and push_lean in [0, 1] rad, got "
+                             f"{self.push_yaw!r}, {self.push_lean!r}")
         for key in ("max_opening", "tip_below_tcp"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 0.5:
@@ -73,7 +79,7 @@ class ArmDescription:
 
 
 ROBOT_KEYS = {"name", "description", "joints", "tool_frame", "home", "gripper"}
-GRIPPER_KEYS = {"joints", "max_opening", "tip_below_tcp"}
+GRIPPER_KEYS = {"joints", "max_opening", "tip_below_tcp", "push_yaw", "push_lean"}
 
 
 def robot_configs() -> dict[str, Path]:
@@ -118,7 +124,7 @@ def load_arm(robot: str | Path) -> ArmDescription:
             str(cfg["name"]), description, tuple(str(j) for j in cfg["joints"]),
             tuple(float(q) for q in cfg["home"]), tcp_site=str(cfg["tool_frame"]),
             gripper_joints=tuple(str(j) for j in grip.get("joints", ())),
-            **{k: grip[k] for k in ("max_opening", "tip_below_tcp") if k in grip})
+            **{k: grip[k] for k in ("max_opening", "tip_below_tcp", "push_yaw", "push_lean") if k in grip})
     except (TypeError, ValueError, FileNotFoundError) as e:
         raise type(e)(f"{path}: {e}") from None
 

@@ -32,11 +32,20 @@ class IKError(RuntimeError):
     """No joint solution reaches the target; the message gives the residual."""
 
 
-def down_rotation(yaw: float) -> np.ndarray:
-    """Tool frame with z pointing down, rotated by ``yaw`` about the world z axis."""
+def down_rotation(yaw: float, lean: np.ndarray | None = None) -> np.ndarray:
+    """Tool frame with z pointing down, rotated by ``yaw`` about the world z axis; with ``lean`` (a horizontal
+    vector, its length the angle in rad) the tool's z leans that way, fingertips first (a push)."""
     c, s = math.cos(yaw), math.sin(yaw)
     rz = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    return rz @ np.diag([1.0, -1.0, -1.0])
+    r = rz @ np.diag([1.0, -1.0, -1.0])
+    if lean is None or not np.any(lean):
+        return r
+    lean = np.asarray(lean, float)
+    angle = float(np.linalg.norm(lean))
+    k = np.cross([0.0, 0.0, 1.0], lean / angle)  # horizontal axis across the lean; rotate about it by -angle
+    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    tilt = np.eye(3) + math.sin(-angle) * kx + (1 - math.cos(-angle)) * kx @ kx  # Rodrigues
+    return tilt @ r
 
 
 class ArmKinematics:
@@ -92,14 +101,15 @@ class ArmKinematics:
         mj.mju_mat2Quat(quat, (rot @ cur_r.T).flatten())
         return q, float(np.linalg.norm(pos - cur_p)), float(2 * math.acos(min(1.0, abs(quat[0]))))
 
-    def solve(self, pos, yaw: float, q_init) -> np.ndarray:
-        """Joint angles putting the TCP at ``pos`` pointing down with ``yaw`` (mod pi, since the
-        gripper is symmetric), closest to ``q_init``; raise :class:`IKError` if unreachable."""
+    def solve(self, pos, yaw: float, q_init, lean: np.ndarray | None = None) -> np.ndarray:
+        """Joint angles putting the TCP at ``pos`` pointing down (leaning as ``lean`` says: :func:`down_rotation`)
+        with ``yaw`` (mod pi, since the gripper is symmetric), closest to ``q_init``; raise :class:`IKError` if
+        unreachable."""
         pos = np.asarray(pos, float)
         best, best_cost, best_res = None, math.inf, (math.inf, math.inf)
         for y in (yaw, yaw + math.pi, yaw - math.pi):
             for seed in (q_init, self.arm.home):
-                q, ep, er = self._solve_from(pos, down_rotation(y), seed)
+                q, ep, er = self._solve_from(pos, down_rotation(y, lean), seed)
                 if ep < self.cfg.pos_tol * 1.5 and er < self.cfg.rot_tol * 1.5:
                     cost = float(np.abs(q - np.asarray(q_init)).max())
                     if cost < best_cost:

@@ -94,16 +94,16 @@ class Skills:
         t = max(1.5 * dq / c.max_joint_speed, math.sqrt(6 * dq / c.max_joint_accel), 0.3)
         self._send(np.stack([q0, q_goal]), np.array([0.0, t]), what)
 
-    def _ik(self, pos, yaw, q_init, what: str) -> np.ndarray:
+    def _ik(self, pos, yaw, q_init, what: str, lean=None) -> np.ndarray:
         try:
-            return self.kin.solve(pos, yaw, q_init)
+            return self.kin.solve(pos, yaw, q_init, lean)
         except IKError as e:
             raise SkillFailure(f"{what}: IK failed: {e}") from None
 
-    def move_to(self, pos, yaw: float, what: str) -> None:
-        self.move_joints(self._ik(pos, yaw, self._q(), what), what)
+    def move_to(self, pos, yaw: float, what: str, lean=None) -> None:
+        self.move_joints(self._ik(pos, yaw, self._q(), what, lean), what)
 
-    def move_linear(self, pos, yaw: float, speed: float, what: str) -> None:
+    def move_linear(self, pos, yaw: float, speed: float, what: str, lean=None) -> None:
         """Straight TCP line from the current pose to ``pos`` (IK every ``waypoint_step``)."""
         q = self._q()
         p0, _ = self.kin.fk(q)
@@ -111,7 +111,7 @@ class Skills:
         n = max(2, int(math.ceil(np.linalg.norm(p1 - p0) / self.cfg.waypoint_step)) + 1)
         qs = [q]
         for s in np.linspace(0, 1, n)[1:]:
-            qs.append(self._ik(p0 + s * (p1 - p0), yaw, qs[-1], what))
+            qs.append(self._ik(p0 + s * (p1 - p0), yaw, qs[-1], what, lean))
         qs = np.stack(qs)
         if np.abs(np.diff(qs, axis=0)).max() > 0.5:
             raise SkillFailure(f"{what}: IK branch flip along the straight line to {np.round(p1, 3).tolist()}")
@@ -180,14 +180,20 @@ class Skills:
         u = d / dist
         radius = 0.5 * max(obj.extent[0], obj.extent[1])
         finger_half = 0.012  # closed fingers' half thickness along the push
-        z = obj.support_z + c.push_tip_height + self.robot.arm.tip_below_tcp
-        yaw = math.atan2(u[1], u[0]) + math.pi / 2  # finger pair lies across the push direction
-        start = obj.position[:2] - u * (radius + finger_half + c.push_standoff)
-        end = region.position[:2] - u * (radius + finger_half)
+        arm = self.robot.arm
+        # the fingertips at push_tip_height; an arm whose hand is wide and close above its fingertips leans them
+        # forward (arm.push_lean) so the hand stays behind the object's face
+        lean = np.array([*u, 0.0]) * arm.push_lean if arm.push_lean else None
+        tool_z = np.array([*(math.sin(arm.push_lean) * u), -math.cos(arm.push_lean)])
+        tip_to_tcp = -tool_z * arm.tip_below_tcp
+        z = obj.support_z + c.push_tip_height + tip_to_tcp[2]
+        yaw = math.atan2(u[1], u[0]) + arm.push_yaw  # the tool's yaw to the push direction (the arm's choice)
+        start = obj.position[:2] - u * (radius + finger_half + c.push_standoff) + tip_to_tcp[:2]
+        end = region.position[:2] - u * (radius + finger_half) + tip_to_tcp[:2]
         self.gripper(0.0)
-        self.move_to(np.array([*start, z + c.approach_height]), yaw, what + " (approach)")
-        self.move_linear(np.array([*start, z]), yaw, c.linear_speed, what + " (descend)")
-        self.move_linear(np.array([*end, z]), yaw, c.push_speed, what + " (push)")
+        self.move_to(np.array([*start, z + c.approach_height]), yaw, what + " (approach)", lean)
+        self.move_linear(np.array([*start, z]), yaw, c.linear_speed, what + " (descend)", lean)
+        self.move_linear(np.array([*end, z]), yaw, c.push_speed, what + " (push)", lean)
         back = end - u * 0.02
-        self.move_linear(np.array([*back, z]), yaw, c.linear_speed, what + " (back off)")
-        self.move_linear(np.array([*back, z + c.approach_height]), yaw, c.linear_speed, what + " (retreat)")
+        self.move_linear(np.array([*back, z]), yaw, c.linear_speed, what + " (back off)", lean)
+        self.move_linear(np.array([*back, z + c.approach_height]), yaw, c.linear_speed, what + " (retreat)", lean)

@@ -8,7 +8,7 @@ replaces the active one. It is driven by whoever steps the physics: :class:`SimR
 
 Like a ``ros2_control`` controller configured with joint limits, it enforces its own limits,
 whoever sent the trajectory: joint range from the arm's description, speed and acceleration
-(:data:`CONTROLLER_LIMITS`, the hardware's, above the executor's own planning limits), and while
+(:data:`CONTROLLER_SPEED`, the hardware's, above the executor's own planning limits), and while
 e-stopped (:meth:`JointTrajectoryController.estop`) it holds where it is and refuses every arm
 and gripper command until :meth:`~JointTrajectoryController.release`.
 """
@@ -19,18 +19,20 @@ import numpy as np
 
 from ivl_embodied.robot.interface import JointTrajectory, JointTrajectoryPoint
 from ivl_embodied.robot.trajectory import TrajectoryLimits, trajectory_violations
-from ivl_embodied.sim.world import ARM, ARM_JOINTS, SimWorld
+from ivl_embodied.sim.world import SimWorld
 
 MAX_START_DEVIATION = 0.1  # rad: a trajectory must start near the current state
-CONTROLLER_LIMITS = ARM.trajectory_limits(max_joint_speed=2.0, max_joint_accel=12.0)
-"""What the simulated arm's controller accepts (the executor plans within 1.5 rad/s, 8 rad/s^2)."""
+CONTROLLER_SPEED = {"max_joint_speed": 2.0, "max_joint_accel": 12.0}
+"""What the simulated arm's controller accepts (the executor plans within 1.5 rad/s, 8 rad/s^2), within the joint
+range of the arm's description."""
 
 
 class JointTrajectoryController:
-    def __init__(self, world: SimWorld, max_duration_s: float = 30.0, limits: TrajectoryLimits = CONTROLLER_LIMITS):
+    def __init__(self, world: SimWorld, max_duration_s: float = 30.0, limits: TrajectoryLimits | None = None):
         self.world = world
+        self.joints = world.arm.joint_names
         self.max_duration_s = max_duration_s
-        self.limits = limits
+        self.limits = limits or world.arm.trajectory_limits(**CONTROLLER_SPEED)
         self.active: JointTrajectory | None = None
         self.t0 = 0.0
         self.stopped: str | None = None  # why the controller is e-stopped, or None
@@ -39,7 +41,7 @@ class JointTrajectoryController:
     def hold(self) -> None:
         """Stop following the active trajectory: hold where the arm is now."""
         q = tuple(float(v) for v in self.world.arm_q())
-        self.active = JointTrajectory(ARM_JOINTS, (JointTrajectoryPoint(q, (0.0,) * len(q), 0.0),))
+        self.active = JointTrajectory(self.joints, (JointTrajectoryPoint(q, (0.0,) * len(q), 0.0),))
         self.t0 = self.world.time
 
     @property
@@ -59,8 +61,8 @@ class JointTrajectoryController:
         """Start following ``traj``; returns why it was refused, or None."""
         if self.stopped is not None:
             return f"e-stopped ({self.stopped})"
-        if tuple(traj.joint_names) != ARM_JOINTS:
-            return f"trajectory joints {tuple(traj.joint_names)} != {ARM_JOINTS}"
+        if tuple(traj.joint_names) != self.joints:
+            return f"trajectory joints {tuple(traj.joint_names)} != {self.joints}"
         if traj.duration > self.max_duration_s:
             return f"trajectory of {traj.duration:.1f} s exceeds {self.max_duration_s} s"
         dev = float(np.abs(np.array(traj.points[0].positions) - self.world.arm_q()).max())
@@ -83,12 +85,13 @@ class JointTrajectoryController:
         """Set the arm's position targets for the next physics step."""
         if self.active is not None:
             q, _ = self.active.sample(self.elapsed() + self._dt)
-            self.world.data.ctrl[: len(ARM_JOINTS)] = q
+            self.world.data.ctrl[self.world.arm_ctrl] = q
 
     def command_gripper(self, opening_m: float) -> None:
-        """Drive both fingers towards a total opening of ``opening_m`` (0..0.08 m)."""
+        """Drive both fingers towards a total opening of ``opening_m`` (0..the arm's max_opening)."""
         if self.stopped is not None:
             raise ValueError(f"e-stopped ({self.stopped})")
         if not np.isfinite(opening_m) or opening_m < 0:
             raise ValueError(f"gripper opening must be >= 0 m, got {opening_m!r}")
-        self.world.data.ctrl[self.world.gripper_act] = float(np.clip(opening_m / 2.0, 0.0, 0.04))
+        half = self.world.arm.max_opening / 2.0
+        self.world.data.ctrl[self.world.gripper_act] = float(np.clip(opening_m / 2.0, 0.0, half))

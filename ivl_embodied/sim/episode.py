@@ -71,15 +71,16 @@ def _mark(recorder: EpisodeRecorder, text: str, caption: str) -> None:
 
 
 def run_episode(task: Task, planner, record_dir=None, settle_s: float = JUDGE_SETTLE_S, max_attempts: int = 1,
-                config: ExecutorConfig | None = None, robot_factory=SimRobot) -> EpisodeResult:
+                config: ExecutorConfig | None = None, robot_factory=SimRobot, arm=None) -> EpisodeResult:
     """Build the scene, then up to ``max_attempts`` times: plan from a fresh frame, take the first
     candidate plan whose boxes pass the scene check (no motion otherwise), execute it and verify the
     goal from a fresh frame. A refused instruction or a plan refused before moving ends the episode;
-    a motion that did not reach the goal is retried. Finally the simulator's predicate judges."""
+    a motion that did not reach the goal is retried. Finally the simulator's predicate judges. ``arm``: the
+    robot (:func:`~ivl_embodied.sim.world.sim_arm`), ours by default."""
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
     t0 = time.perf_counter()
-    world = SimWorld(scene_for(task))
+    world = SimWorld(scene_for(task)) if arm is None else SimWorld(scene_for(task), arm)
     recorder = EpisodeRecorder(record_dir, f"episode_{task.seed:06d}") if record_dir else None
     robot = robot_factory(world, frame_callback=recorder.on_frame if recorder else None)
     try:

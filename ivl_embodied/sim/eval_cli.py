@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=None, help="first N tasks (default: all)")
     parser.add_argument("--record", metavar="DIR", help="write an MP4 and a JSON trace per episode here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--robot", default="ivl_arm6",
+                        help="the arm: a name of config/robots/ (ivl_arm6, panda) or a robot YAML file")
     parser.add_argument("--details", action="store_true", help="include every episode in the JSON")
     parser.add_argument("--vir", choices=("full", "auto", "compressed"), default="full",
                         help="learned planners: Visual Resolution Router mode (all 256 / routed / all 64)")
@@ -75,14 +77,17 @@ def summarize(results, wall_s: float, planner: str, source: str) -> dict:
     }
 
 
-def _run_one(planner, task, record_dir, max_attempts: int = 1, checks: bool = True) -> tuple:
+def _run_one(planner, task, record_dir, max_attempts: int = 1, checks: bool = True, robot: str = "ivl_arm6") -> tuple:
     """One episode with ``planner``: (result, the visual tokens of each tile it saw, tokens of a full tile)."""
     from ivl_embodied.robot.executor import ExecutorConfig
     from ivl_embodied.sim.episode import run_episode
 
     seen = len(getattr(planner, "tile_tokens", ()))
     config = ExecutorConfig() if checks else ExecutorConfig(check_scene=False, verify_goal=False)
-    result = run_episode(task, planner, record_dir=record_dir, max_attempts=max_attempts, config=config)
+    from ivl_embodied.sim.world import sim_arm
+
+    result = run_episode(task, planner, record_dir=record_dir, max_attempts=max_attempts, config=config,
+                         arm=sim_arm(robot))
     tiles = list(getattr(planner, "tile_tokens", ())[seen:])
     full = planner.encoder.config.tokens_full if tiles else None
     return result, tiles, full
@@ -111,7 +116,8 @@ def _worker_episode(job) -> tuple:
 
 
 def evaluate(planner_name: str, tasks, source: str, vir: str = "full", device: str = "cpu",
-             record_dir=None, workers: int = 1, max_attempts: int = 1, checks: bool = True) -> tuple[dict, list]:
+             record_dir=None, workers: int = 1, max_attempts: int = 1, checks: bool = True,
+             robot: str = "ivl_arm6") -> tuple[dict, list]:
     """Run ``tasks`` with the planner ``planner_name`` (oracle | default | a directory); returns
     (:func:`summarize`'s dict, plus ViR token figures for learned planners; the episode results).
 
@@ -130,15 +136,16 @@ def evaluate(planner_name: str, tasks, source: str, vir: str = "full", device: s
         threads = threads_per_worker(workers)
         # spawn: a fresh interpreter per worker, so no GL context or torch threads are inherited
         with mp.get_context("spawn").Pool(workers, _init_worker, (planner_name, options, threads)) as pool:
-            runs = list(pool.imap(_worker_episode, [(t, record_dir, max_attempts, checks) for t in tasks]))
+            runs = list(pool.imap(_worker_episode, [(t, record_dir, max_attempts, checks, robot) for t in tasks]))
     else:
         planner = make_planner(planner_name, **options)
-        runs = [_run_one(planner, t, record_dir, max_attempts, checks) for t in tasks]
+        runs = [_run_one(planner, t, record_dir, max_attempts, checks, robot) for t in tasks]
     results = [r for r, _, _ in runs]
     for i, r in enumerate(results):
         log.info("episode %d/%d seed %d %s: %s %s", i + 1, len(tasks), r.task.seed, r.task.goal.type,
                  "success" if r.success else "FAIL", r.reason)
     summary = summarize(results, time.perf_counter() - t0, planner_name, source)
+    summary["robot"] = robot
     tiles = [t for _, per_episode, _ in runs for t in per_episode]  # per image: tokens of each tile
     if tiles:  # learned planner: how many visual tokens the language model saw
         flat = [t for per_image in tiles for t in per_image]
@@ -170,10 +177,17 @@ def run(args: argparse.Namespace) -> int:
     if args.max_attempts < 1:
         print(f"error: --max-attempts must be >= 1, got {args.max_attempts}", file=sys.stderr)
         return 2
+    from ivl_embodied.sim.world import sim_arm
+
+    try:
+        sim_arm(args.robot)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: --robot: {e}", file=sys.stderr)
+        return 2
     try:
         summary, results = evaluate(args.planner, tasks, args.tasks or f"split:{args.split}", vir=args.vir,
                                     device=args.device, record_dir=args.record, workers=args.workers,
-                                    max_attempts=args.max_attempts, checks=not args.no_checks)
+                                    max_attempts=args.max_attempts, checks=not args.no_checks, robot=args.robot)
     except PlannerNotAvailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

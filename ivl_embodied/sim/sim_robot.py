@@ -24,7 +24,7 @@ from ivl_embodied.robot.interface import (
     Robot,
 )
 from ivl_embodied.sim.controller import JointTrajectoryController
-from ivl_embodied.sim.world import ARM, ARM_JOINTS, SimWorld
+from ivl_embodied.sim.world import SimWorld
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,10 @@ class SimRobotConfig:
 
 
 class SimRobot(Robot):
-    arm = ARM
-
     def __init__(self, world: SimWorld, config: SimRobotConfig | None = None,
                  frame_callback: Callable[[SimWorld], None] | None = None):
         self.world = world
+        self.arm = world.arm
         self.cfg = config or SimRobotConfig()
         self.frame_callback = frame_callback
         self._dt = float(world.model.opt.timestep)
@@ -68,7 +67,7 @@ class SimRobot(Robot):
 
     def get_observation(self, with_images: bool = True) -> Observation:
         w = self.world
-        js = JointState(ARM_JOINTS, w.arm_q(), w.arm_qd())
+        js = JointState(self.arm.joint_names, w.arm_q(), w.arm_qd())
         rgb = w.render_rgb() if with_images else np.zeros((0, 0, 3), np.uint8)
         depth = w.render_depth() if with_images else np.zeros((0, 0), np.float32)
         return Observation(rgb=rgb, depth=depth, camera_info=w.camera_info(), joint_state=js,
@@ -101,7 +100,7 @@ class SimRobot(Robot):
         still = 0
         for _ in range(int(self.cfg.gripper_timeout_s / self._dt)):
             self._step()
-            v = abs(float(w.data.qvel[w.model.joint("finger_left_joint").dofadr[0]]))
+            v = abs(float(w.data.qvel[w.finger_dof_adr[0]]))
             still = still + 1 if v < 1e-3 else 0
             if still >= 25:
                 break

@@ -22,7 +22,7 @@ import numpy as np
 from ivl_embodied.perception.grounding import CameraInfo
 from ivl_embodied.plan.vocabulary import COLORS as COLOR_NAMES
 from ivl_embodied.plan.vocabulary import CONTAINERS, GRASPABLE, KINDS, ZONES  # noqa: F401 (re-exported)
-from ivl_embodied.robot.arm import load_arm
+from ivl_embodied.robot.arm import ArmDescription, load_arm
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +165,13 @@ def camera_xyaxes(pos, target) -> np.ndarray:
     return np.concatenate([right, up])
 
 
-def build_mjcf(scene: SceneSpec) -> str:
-    """MJCF text of ``scene``; it includes ``arm.xml`` (pass it as an asset)."""
+def build_mjcf(scene: SceneSpec, arm_file: str = "arm.xml") -> str:
+    """MJCF text of ``scene``; it includes the arm's description ``arm_file`` (pass it, and the files it
+    names, as assets: :func:`arm_assets`)."""
     amb, dif = scene.ambient, scene.light_diffuse
     objects = "\n    ".join(_object_xml(o) for o in scene.objects)
     return f"""<mujoco model="ivl_tabletop">
-  <include file="arm.xml"/>
+  <include file="{arm_file}"/>
   <visual><headlight ambient="{amb:.3g} {amb:.3g} {amb:.3g}" diffuse="0.25 0.25 0.25" specular="0 0 0"/>
     <global offwidth="{IMAGE_W}" offheight="{IMAGE_H}"/><quality shadowsize="1024"/></visual>
   <worldbody>
@@ -191,11 +192,37 @@ def _ensure_gl_backend() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+def arm_assets(arm: ArmDescription) -> dict[str, bytes]:
+    """The arm's description and the files beside it (meshes), by file name: a scene's assets."""
+    folder = Path(arm.description).parent
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir()) if f.is_file() and f.suffix in (".xml", ".stl",
+                                                                                                          ".obj")}
+
+
+def sim_arm(robot: str | ArmDescription = "ivl_arm6") -> ArmDescription:
+    """An arm the simulator can drive: its description follows our world's conventions (each arm joint on a
+    position actuator, the fingers on one ``gripper_act`` actuator of their mean travel, finger bodies named
+    ``finger*``, the tool site between the pads); ``ValueError`` naming what is missing."""
+    import mujoco
+
+    arm = load_arm(robot) if not isinstance(robot, ArmDescription) else robot
+    arm.check()
+    m = arm.load_model()
+    driven = {int(m.actuator_trnid[i, 0]) for i in range(m.nu) if m.actuator_trntype[i] == mujoco.mjtTrn.mjTRN_JOINT}
+    missing = [j for j in arm.joint_names if m.joint(j).id not in driven]
+    if missing or "gripper_act" not in {m.actuator(i).name for i in range(m.nu)} or len(arm.gripper_joints) != 2:
+        raise ValueError(f"arm {arm.name!r} is not ready for our simulator: it needs a position actuator on each arm "
+                         f"joint (none on {missing}), a 'gripper_act' actuator and two finger joints")
+    return arm
+
+
 @dataclass
 class SimWorld:
-    """Compiled scene: MuJoCo model + data, and a lazily created offscreen renderer."""
+    """Compiled scene with an arm (ours by default, any :func:`sim_arm`): MuJoCo model + data, and a lazily
+    created offscreen renderer."""
 
     scene: SceneSpec
+    arm: ArmDescription = ARM
     model: object = field(init=False)
     data: object = field(init=False)
 
@@ -204,25 +231,30 @@ class SimWorld:
         import mujoco
 
         self._mj = mujoco
-        self.model = mujoco.MjModel.from_xml_string(
-            build_mjcf(self.scene), assets={"arm.xml": ARM_XML.read_bytes()})
+        arm_file = Path(self.arm.description).name
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(self.scene, arm_file), assets=arm_assets(self.arm))
         self.data = mujoco.MjData(self.model)
         self._renderer = None
-        self.arm_qpos_adr = np.array([self.model.joint(j).qposadr[0] for j in ARM_JOINTS])
-        self.arm_dof_adr = np.array([self.model.joint(j).dofadr[0] for j in ARM_JOINTS])
-        self.finger_qpos_adr = self.model.joint("finger_left_joint").qposadr[0]
-        self.gripper_act = self.model.actuator("gripper_act").id
+        m = self.model
+        self.arm_qpos_adr = np.array([m.joint(j).qposadr[0] for j in self.arm.joint_names])
+        self.arm_dof_adr = np.array([m.joint(j).dofadr[0] for j in self.arm.joint_names])
+        by_joint = {int(m.actuator_trnid[i, 0]): i for i in range(m.nu)
+                    if m.actuator_trntype[i] == mujoco.mjtTrn.mjTRN_JOINT}
+        self.arm_ctrl = np.array([by_joint[m.joint(j).id] for j in self.arm.joint_names])  # actuator per joint
+        self.finger_qpos_adr = np.array([m.joint(j).qposadr[0] for j in self.arm.gripper_joints])
+        self.finger_dof_adr = np.array([m.joint(j).dofadr[0] for j in self.arm.gripper_joints])
+        self.gripper_act = m.actuator("gripper_act").id
         self.reset()
 
     # -- state --------------------------------------------------------------------------
     def reset(self) -> None:
         mj = self._mj
         mj.mj_resetData(self.model, self.data)
-        self.data.qpos[self.arm_qpos_adr] = HOME_Q
-        self.data.ctrl[: len(ARM_JOINTS)] = HOME_Q
-        self.data.qpos[self.finger_qpos_adr] = 0.04
-        self.data.qpos[self.model.joint("finger_right_joint").qposadr[0]] = 0.04
-        self.data.ctrl[self.gripper_act] = 0.04
+        self.data.qpos[self.arm_qpos_adr] = self.arm.home
+        self.data.ctrl[self.arm_ctrl] = self.arm.home
+        half = self.arm.max_opening / 2.0
+        self.data.qpos[self.finger_qpos_adr] = half
+        self.data.ctrl[self.gripper_act] = half
         mj.mj_forward(self.model, self.data)
 
     def step(self, n: int = 1) -> None:
@@ -248,7 +280,7 @@ class SimWorld:
 
     def gripper_opening(self) -> float:
         """Distance between the finger pads in metres (0 = closed)."""
-        return 2.0 * float(self.data.qpos[self.finger_qpos_adr])
+        return 2.0 * float(self.data.qpos[self.finger_qpos_adr[0]])
 
     def body_pos(self, name: str) -> np.ndarray:
         return self.data.body(name).xpos.copy()
@@ -257,7 +289,7 @@ class SimWorld:
         return self.data.body(name).xquat.copy()
 
     def tcp_pos(self) -> np.ndarray:
-        return self.data.site("tcp").xpos.copy()
+        return self.data.site(self.arm.tcp_site).xpos.copy()
 
     def touching(self, body: str, other_prefix: str = "finger") -> bool:
         """Whether ``body`` is in contact with any geom of a body whose name starts with the prefix."""

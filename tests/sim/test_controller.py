@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ivl_embodied.robot.interface import JointTrajectory
-from ivl_embodied.sim.controller import CONTROLLER_LIMITS, JointTrajectoryController
+from ivl_embodied.sim.controller import CONTROLLER_SPEED, JointTrajectoryController
 from ivl_embodied.sim.world import ARM, ARM_JOINTS, SimWorld
 
 pytest.importorskip("mujoco")
@@ -33,7 +33,7 @@ def test_foreign_trajectories_beyond_the_limits_are_refused(controller):
     fast = np.zeros(n)
     fast[0] = 1.62  # 1.62 rad in 0.27 s: peak 8.94 rad/s with the rest-to-rest cubic
     why = controller.command(_move(controller, fast, 0.27))
-    assert why is not None and "speed" in why and f"limit {CONTROLLER_LIMITS.max_joint_speed}" in why
+    assert why is not None and "speed" in why and f"limit {CONTROLLER_SPEED['max_joint_speed']}" in why
     lower, upper = ARM.joint_limits
     beyond = np.zeros(n)
     beyond[1] = upper[1] + 0.2 - controller.world.arm_q()[1]
