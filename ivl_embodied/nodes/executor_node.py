@@ -80,6 +80,10 @@ class ExecutorNode(NodeBase):
         "grounded_plan_topic": "ivl/grounded_plan",  # each plan with its steps' grounded poses, before motion
         "dry_run": False,  # check and ground plans, publish the poses, send no command at all
         "robot": "ivl_arm6",  # the arm: a name of config/robots/ or a YAML file of that form
+        # the description from a robot_state_publisher (its URDF, transient local) instead of the robot file's;
+        # the robot file still names the joints, home, gripper and the tool frame in the URDF ("" = the file's)
+        "robot_description_topic": "",
+        "robot_description_wait_s": 10.0,
     }
 
     def setup(self) -> None:
@@ -90,6 +94,8 @@ class ExecutorNode(NodeBase):
 
         p = self.params
         arm = load_arm(p["robot"])  # config/robots/NAME.yaml (or a YAML file): its description, tool, gripper
+        if p["robot_description_topic"]:
+            arm = self._described(arm, p["robot_description_topic"], float(p["robot_description_wait_s"]))
         arm.check()
         self.gate = SafetyGate(SafetyLimits(allowed_actions=tuple(p["allowed_actions"]),
                                             max_data_age_s=float(p["max_plan_age_s"])),
@@ -168,6 +174,23 @@ class ExecutorNode(NodeBase):
             self.gate.reset_estop()
             self.logger.info("e-stop reset")
         self.publish_estop_state()
+
+    def _described(self, arm, topic: str, wait_s: float):
+        """``arm`` with the URDF a robot_state_publisher publishes on ``topic`` as its description."""
+        import tempfile
+        from pathlib import Path
+
+        from ivl_embodied.robot.arm import arm_from_urdf
+
+        urdf: list[str] = []
+        self.node.create_subscription("std_msgs/msg/String", topic, lambda m: urdf.append(m.data),
+                                      QosProfile("reliable", 1, "transient_local"))
+        if not self.node.spin_until(lambda: bool(urdf), wait_s):
+            raise ValueError(f"no robot description on {self.node.resolve_topic(topic)} within {wait_s:.0f} s "
+                             "(robot_description_wait_s): is robot_state_publisher running?")
+        arm = arm_from_urdf(urdf[-1], arm, Path(tempfile.mkdtemp(prefix="ivl_robot_description_")))
+        self.logger.info("arm %s from the URDF on %s (%d joints driven)", arm.name, topic, len(arm.joint_names))
+        return arm
 
     def hold_position(self) -> None:
         self.robot.hold()

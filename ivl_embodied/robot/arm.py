@@ -31,6 +31,7 @@ class ArmDescription:
     tip_below_tcp: float = 0.015  # m from the tool centre point down to the fingertips
     push_yaw: float = math.pi / 2  # rad from the push direction to the tool's x axis (pi/2: the fingers in line)
     push_lean: float = 0.0  # rad the tool leans into a push, fingertips first (a wide hand close above them)
+    urdf_tool: tuple = ()  # (link, (x, y, z)): the tool frame in a URDF description, which has no sites
 
     def __post_init__(self) -> None:
         if not self.joint_names:
@@ -78,7 +79,7 @@ class ArmDescription:
         return replace(TrajectoryLimits(**overrides), joint_lower=lower, joint_upper=upper)
 
 
-ROBOT_KEYS = {"name", "description", "joints", "tool_frame", "home", "gripper"}
+ROBOT_KEYS = {"name", "description", "joints", "tool_frame", "home", "gripper", "urdf_tool"}
 GRIPPER_KEYS = {"joints", "max_opening", "tip_below_tcp", "push_yaw", "push_lean"}
 
 
@@ -124,9 +125,57 @@ def load_arm(robot: str | Path) -> ArmDescription:
             str(cfg["name"]), description, tuple(str(j) for j in cfg["joints"]),
             tuple(float(q) for q in cfg["home"]), tcp_site=str(cfg["tool_frame"]),
             gripper_joints=tuple(str(j) for j in grip.get("joints", ())),
+            urdf_tool=_urdf_tool(cfg.get("urdf_tool")),
             **{k: grip[k] for k in ("max_opening", "tip_below_tcp", "push_yaw", "push_lean") if k in grip})
     except (TypeError, ValueError, FileNotFoundError) as e:
         raise type(e)(f"{path}: {e}") from None
+
+
+def _urdf_tool(value) -> tuple:
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or set(value) != {"link", "offset"} or len(value["offset"]) != 3:
+        raise ValueError(f"urdf_tool is {{link: NAME, offset: [x, y, z]}}, got {value!r}")
+    return str(value["link"]), tuple(float(v) for v in value["offset"])
+
+
+def arm_from_urdf(urdf: str, arm: ArmDescription, folder: Path) -> ArmDescription:
+    """``arm`` described by ``urdf`` instead (what ``robot_state_publisher`` publishes on ``/robot_description``):
+    its kinematics and joint limits from the URDF, meshes left out (the IK needs none; a URDF's ``package://``
+    meshes are not on this machine), the tool site where the robot file's ``urdf_tool`` puts it. The compiled
+    description is written to ``folder``; ``ValueError`` names what the URDF lacks."""
+    import xml.etree.ElementTree as ET
+
+    import mujoco
+
+    if not arm.urdf_tool:
+        raise ValueError(f"arm {arm.name!r}: its robot file has no urdf_tool (the tool frame in a URDF)")
+    try:
+        robot = ET.fromstring(urdf)
+    except ET.ParseError as e:
+        raise ValueError(f"the robot description is not XML: {e}") from None
+    if robot.tag != "robot":
+        raise ValueError(f"the robot description is not a URDF (its root is <{robot.tag}>, not <robot>)")
+    for link in robot.iter("link"):
+        for tag in ("visual", "collision"):
+            for e in link.findall(tag):
+                link.remove(e)
+    try:
+        spec = mujoco.MjSpec.from_string(ET.tostring(robot, encoding="unicode"))
+    except Exception as e:  # MuJoCo's parser: say which description
+        raise ValueError(f"the robot description does not compile: {e}") from None
+    link, offset = arm.urdf_tool
+    body = spec.body(link)
+    if body is None:
+        raise ValueError(f"the robot description has no link {link!r} for the tool frame")
+    site = body.add_site()
+    site.name, site.pos = "tcp", list(offset)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{arm.name}_from_urdf.xml"
+    path.write_text(spec.to_xml())
+    described = replace(arm, description=path, tcp_site="tcp")
+    described.check()
+    return described
 
 
 @functools.lru_cache(maxsize=8)

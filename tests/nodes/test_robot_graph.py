@@ -14,13 +14,13 @@ from ivl_embodied.transport import msg_type
 pytest.importorskip("mujoco")
 
 
-def _oracle_plan(task):
+def _oracle_plan(task, robot="ivl_arm6"):
     """The oracle plan for the scene sim_node builds (same task record, settled the same way)."""
     from ivl_embodied.sim.oracle import oracle_plan
     from ivl_embodied.sim.tasks import scene_for
-    from ivl_embodied.sim.world import SimWorld
+    from ivl_embodied.sim.world import SimWorld, sim_arm
 
-    world = SimWorld(scene_for(task))
+    world = SimWorld(scene_for(task), sim_arm(robot))
     try:
         world.step(int(0.2 / float(world.model.opt.timestep)))
         return oracle_plan(world, task.goal)
@@ -43,20 +43,33 @@ def _stop(procs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task_index", [0, 1])  # val split: one place_in, one push_to / stack
-def test_executor_and_sim_nodes_complete_a_task(loopback_dds, python, task_index):
+@pytest.mark.parametrize("task_index, robot, urdf", [
+    (0, "ivl_arm6", False), (1, "ivl_arm6", False),  # val split: one place_in, one push_to / stack
+    # the Panda, the executor taking its description from the URDF on /robot_description (franka_description's,
+    # as robot_state_publisher publishes it), the simulator from its MJCF
+    (1, "panda", True),
+])
+def test_executor_and_sim_nodes_complete_a_task(loopback_dds, python, task_index, robot, urdf):
+    from pathlib import Path
+
     from ivl_embodied.sim.tasks import load_split
-    from ivl_embodied.transport import make_node
+    from ivl_embodied.transport import QosProfile, make_node
     from ivl_embodied.transport.convert import plan_to_msg, stamp_to_ns
 
     task = load_split("val")[task_index]
-    plan = _oracle_plan(task)
+    plan = _oracle_plan(task, robot)
+    node = make_node("test_operator")
+    if urdf:  # a robot_state_publisher's /robot_description: reliable, transient local, published once
+        description = node.create_publisher("std_msgs/msg/String", "/robot_description",
+                                            QosProfile("reliable", 1, "transient_local"))
+        description.publish(msg_type("std_msgs/msg/String")(
+            data=(Path(__file__).parents[1] / "data" / "panda_arm_hand.urdf").read_text()))
     procs = [
         _start(python, loopback_dds, "ivl_embodied.nodes.sim_node", "split:=val", f"task_index:={task_index}",
-               "realtime_factor:=3.0"),
-        _start(python, loopback_dds, "ivl_embodied.nodes.executor_node"),
+               "realtime_factor:=3.0", f"robot:={robot}"),
+        _start(python, loopback_dds, "ivl_embodied.nodes.executor_node", f"robot:={robot}",
+               *(["robot_description_topic:=/robot_description"] if urdf else [])),
     ]
-    node = make_node("test_operator")
     statuses, frames, goal = [], [], []
     failure = None
     try:
@@ -83,3 +96,5 @@ def test_executor_and_sim_nodes_complete_a_task(loopback_dds, python, task_index
         outs = _stop(procs)
     assert failure is None, f"{failure}\n--- sim_node ---\n{outs[0][-3000:]}\n--- executor_node ---\n{outs[1][-3000:]}"
     assert all(p.returncode == 0 for p in procs), outs
+    if urdf:
+        assert "arm panda from the URDF on /robot_description" in outs[1], outs[1][-2000:]

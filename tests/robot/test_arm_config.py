@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,40 @@ def test_a_description_without_the_named_joints_or_tool_frame_is_refused(tmp_pat
 def test_an_unknown_robot_name_lists_the_shipped_ones():
     with pytest.raises(ValueError, match=r"no robot 'kuka': the shipped ones are \['ivl_arm6'"):
         load_arm("kuka")
+
+
+URDF = Path(__file__).resolve().parents[1] / "data" / "panda_arm_hand.urdf"  # franka_description's, via robosuite
+
+
+def test_a_urdf_description_gives_the_same_kinematics_as_the_simulators_model(tmp_path):
+    """What robot_state_publisher publishes (franka_description's URDF) and our simulator's Panda MJCF put the tool
+    in the same place for any joint angles."""
+    import numpy as np
+
+    from ivl_embodied.robot.arm import arm_from_urdf
+    from ivl_embodied.robot.kinematics import ArmKinematics
+
+    panda = load_arm("panda")
+    described = arm_from_urdf(URDF.read_text(), panda, tmp_path)
+    assert described.joint_limits == panda.joint_limits and described.description.parent == tmp_path
+    ours, theirs = ArmKinematics(panda), ArmKinematics(described)
+    lo, hi = map(np.array, panda.joint_limits)
+    for q in np.random.default_rng(0).uniform(lo, hi, (20, len(lo))):
+        (p1, r1), (p2, r2) = ours.fk(q), theirs.fk(q)
+        assert np.abs(p1 - p2).max() < 1e-6 and np.abs(r1 - r2).max() < 1e-6
+
+
+@pytest.mark.parametrize("text, words", [
+    ("not xml <", "not XML"),
+    ("<mujoco/>", "not a URDF"),
+    (None, "no link 'panda_hand'"),
+])
+def test_a_urdf_that_cannot_describe_the_arm_is_refused(tmp_path, text, words):
+    from ivl_embodied.robot.arm import arm_from_urdf
+
+    if text is None:
+        text = URDF.read_text().replace('"panda_hand"', '"gripper_base"')
+    with pytest.raises(ValueError, match=words):
+        arm_from_urdf(text, load_arm("panda"), tmp_path)
+    with pytest.raises(ValueError, match="no urdf_tool"):
+        arm_from_urdf(URDF.read_text(), load_arm("ivl_arm6"), tmp_path)
