@@ -283,11 +283,16 @@ class ExecutorNode(NodeBase):
                         obs = (self.robot.fresh_observation() if candidate > 0
                                else self._observation(stamp_to_ns(msg.embedding_stamp)))
                     except RobotUnavailable as e:
-                        # A first plan made from a frame this node never received (its camera subscription
-                        # matched a restarted camera later than the vision node's did) or no longer keeps: the
-                        # planner plans again, once, from a frame this node has.
+                        # A first plan made from a recent frame this node never received (its camera subscription
+                        # matched a restarted camera later than the vision node's did): the planner plans again,
+                        # once, from a frame this node has. A frame too old to keep is the plan's staleness, not that.
                         have = self.robot.frame_stamps() if candidate == 0 and not replanned else []
-                        if have and stamp_to_ns(msg.embedding_stamp) not in have and attempt < max_attempts:
+                        frame_ns = stamp_to_ns(msg.embedding_stamp)
+                        try:
+                            recent = self.robot.now() - frame_ns / 1e9 <= float(self.params["max_plan_age_s"])
+                        except RobotUnavailable:
+                            recent = False
+                        if have and frame_ns not in have and recent and attempt < max_attempts:
                             replanned = True
                             self.status(task_id, "EXECUTING", f"the plan's frame is not here ({e}); planning "
                                                               "again from a frame this executor has", attempt=attempt)

@@ -61,7 +61,7 @@ class RecorderNode(NodeBase):
     PARAMETERS = {
         "output": "",  # the .mcap file to write
         "topics": list(DEFAULT_TOPICS),  # NAME:pkg/msg/Type; relative names take the node's namespace
-        "compression": "none",  # none | lz4 | zstd
+        "compression": "lz4",  # none | lz4 | zstd (chunks; lz4 keeps up with the camera on one core)
         "duration_s": 0.0,  # stop after this long (0: until stopped)
     }
 
@@ -111,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topics", nargs="+", default=None, metavar="NAME:TYPE",
                         help="topics to record (default: camera, depth, joints, embeddings, tasks, plans, status, "
                              "commands)")
-    parser.add_argument("--compression", choices=("none", "lz4", "zstd"), default="none")
+    parser.add_argument("--compression", choices=("none", "lz4", "zstd"), default="lz4")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -103,8 +103,10 @@ def test_fault_and_abuse_suite(loopback_dds, python):
                "tasks without a final status": 0, "nodes lost to input": 0}
     log = []
 
+    started = time.monotonic()
+
     def phase(name, ok):
-        log.append(f"{'ok  ' if ok else 'FAIL'} {name}")
+        log.append(f"{'ok  ' if ok else 'FAIL'} {name} (at {time.monotonic() - started:.0f} s)")
         return ok
 
     def alive(*names):

@@ -173,6 +173,9 @@ class FrameNotHere(FakeRobot):
     def frame_stamps(self):
         return [4_000_000_000, 5_000_000_000]
 
+    def now(self):
+        return 5.0
+
 
 def test_a_plan_from_a_frame_the_executor_never_received_is_planned_again_from_one_it_has(executor_node):
     executor_node.robot = FrameNotHere({1_000_000_000})
@@ -191,6 +194,16 @@ def test_a_frame_still_not_here_after_planning_again_is_rejected_no_observation(
     assert len(requests) == 1  # once, not again and again
     state, attempt, reason, message = statuses[-1]
     assert (state, attempt, reason) == (S.STATE_REJECTED, 2, "no_observation") and "2.000 s" in message
+
+
+def test_a_plan_from_a_frame_too_old_to_keep_is_not_planned_again(executor_node):
+    """Under a burst a plan can be made from a frame older than max_plan_age_s: that is staleness, refused at once
+    (asking the busy planner again made a 100-task burst wait behind its queue)."""
+    executor_node.robot = FrameNotHere({1_000_000_000})
+    executor_node.robot.now = lambda: 20.0
+    executor_node.params["frame_wait_s"] = 0.2
+    requests, statuses = _run(executor_node, [], _plan_for)
+    assert requests == [] and statuses[-1][:3] == (S.STATE_REJECTED, 1, "no_observation")
 
 
 def test_goal_missed_on_every_attempt_is_failed_with_the_evidence(executor_node):
