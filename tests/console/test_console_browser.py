@@ -94,9 +94,12 @@ def test_type_a_task_watch_it_cancel_it_and_estop_in_a_real_browser(loopback_dds
 
             page.click("#estop")
             _wait(page, "document.getElementById('estop-state').textContent.includes('LATCHED')", "the latch", seen, 15)
+            cancelled = page.inner_text("#current-id")
             page.fill("#task-input", "put the green cube on the red cylinder")
             page.click("#task-send")
-            _wait(page, "document.getElementById('current-state').dataset.final !== ''", "a final state", seen, 120)
+            # the new task shown (not the cancelled one, whose final state is still on the page), and its end
+            _wait(page, f"document.getElementById('current-id').textContent !== {cancelled!r} && "
+                        "document.getElementById('current-state').dataset.final", "a final state", seen, 120)
             assert page.get_attribute("#current-state", "data-final") == "REJECTED", page.inner_text("#states")
             refusal = page.inner_text("#refusal")
             assert "(estop)" in refusal and "e-stop latched" in refusal, refusal
