@@ -226,12 +226,11 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: task indices {bad} outside 0..{len(tasks) - 1} of split {args.split!r}", file=sys.stderr)
         return 2
-    from ivl_embodied.sim.world import sim_arm
+    from ivl_embodied.sim.world import robot_error
 
-    try:
-        sim_arm(args.robot)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: --robot: {e}", file=sys.stderr)
+    why = robot_error(args.robot)
+    if why:
+        print(f"error: --robot: {why}", file=sys.stderr)
         return 2
     try:
         recorder = recorder_spec(args.record) if args.record else None

@@ -177,12 +177,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_attempts < 1:
         print(f"error: --max-attempts must be >= 1, got {args.max_attempts}", file=sys.stderr)
         return 2
-    from ivl_embodied.sim.world import sim_arm
+    from ivl_embodied.sim.world import robot_error
 
-    try:
-        sim_arm(args.robot)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: --robot: {e}", file=sys.stderr)
+    why = robot_error(args.robot)
+    if why:
+        print(f"error: --robot: {why}", file=sys.stderr)
         return 2
     try:
         summary, results = evaluate(args.planner, tasks, args.tasks or f"split:{args.split}", vir=args.vir,

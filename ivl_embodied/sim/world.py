@@ -10,6 +10,7 @@ Graspable objects are free bodies (they move only through contact); containers a
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -199,6 +200,16 @@ def arm_assets(arm: ArmDescription) -> dict[str, bytes]:
                                                                                                           ".obj")}
 
 
+def robot_error(robot: str) -> str | None:
+    """Why ``--robot ROBOT`` cannot be simulated (None: it can), for the commands that take it."""
+    try:
+        sim_arm(robot)
+    except (ValueError, FileNotFoundError) as e:
+        return str(e)
+    return None
+
+
+@functools.lru_cache(maxsize=8)
 def sim_arm(robot: str | ArmDescription = "ivl_arm6") -> ArmDescription:
     """An arm the simulator can drive: its description follows our world's conventions (each arm joint on a
     position actuator, the fingers on one ``gripper_act`` actuator of their mean travel, finger bodies named
