@@ -203,7 +203,7 @@ class ConsoleServer:
         n = 0
         while True:
             await asyncio.sleep(0.25)
-            self._send(self.console.tick(time.monotonic()))
+            self.console.tick(time.monotonic())
             n += 1
             if n % 4 == 0 and self.clients:
                 self._send([self.console.health(time.monotonic())])

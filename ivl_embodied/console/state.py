@@ -221,7 +221,7 @@ class Console:
         self.sink.send_task(task_id, instruction)
         return [event]
 
-    def tick(self, now: float) -> list[dict]:
+    def tick(self, now: float) -> None:
         """Ask again the tasks whose retry is due (call a few times a second)."""
         due = []
         with self._lock:
@@ -231,4 +231,3 @@ class Console:
                     due.append((view.task_id, view.instruction))
         for task_id, text in due:
             self.sink.send_task(task_id, text)
-        return []
