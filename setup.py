@@ -43,7 +43,7 @@ setup(
     packages=find_packages(exclude=["tests", "tests.*"]),
     package_data={PACKAGE: ["default_planner/*/*", "transport/cyclonedds/*.xml", "transport/fastdds/*.xml",
                              "sim/assets/*.xml", "sim/assets/tasks/*.jsonl",
-                             "sim/assets/panda/*",
+                             "sim/assets/panda/*", "sim/assets/ur5e/*",
                              "console/static/*"]},
     cmdclass={"build_py": BuildWithShared},
     data_files=[

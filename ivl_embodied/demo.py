@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "against the executor's max_plan_age_s)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per task")
     parser.add_argument("--robot", default="ivl_arm6", metavar="NAME",
-                        help="the arm: a name of config/robots/ (ivl_arm6, panda) or a robot YAML file")
+                        help="the arm: a name of config/robots/ (ivl_arm6, panda, ur5e) or a robot YAML file")
     parser.add_argument("--record", type=Path, default=None, metavar="OUT.mcap",
                         help="record the graph's topics (camera, embeddings, plans, status, commands) to MCAP")
     parser.add_argument("--require-success", action="store_true",

@@ -140,10 +140,10 @@ class SimNode(NodeBase):
 
     def on_joint_states(self) -> None:
         w = self.world
-        fingers = w.arm.gripper_joints  # each finger's travel: half the opening
+        fingers = w.arm.gripper_joints  # each finger's travel in m, or a linkage gripper's driven joint
         names = list(w.arm.joint_names) + list(fingers)
-        pos = list(w.arm_q()) + [w.gripper_opening() / 2.0] * len(fingers)
-        vel = list(w.arm_qd()) + [0.0] * len(fingers)
+        pos = list(w.arm_q()) + [float(q) for q in w.data.qpos[w.finger_qpos_adr]]
+        vel = list(w.arm_qd()) + [float(v) for v in w.data.qvel[w.finger_dof_adr]]
         self.pub_joints.publish(joint_state_to_msg(names, pos, vel, self.sim_ns()))
 
     def on_goal_check(self) -> None:

@@ -247,7 +247,7 @@ class TopicRobot(Robot):
         return q, v
 
     def _opening(self) -> float:
-        return float(sum(self._joints.get(j, (0.0, 0.0))[0] for j in self.cfg.finger_joints))
+        return self.arm.opening([self._joints.get(j, (0.0, 0.0))[0] for j in self.cfg.finger_joints])
 
     def frame_stamps(self) -> list[int]:
         with self._cv:

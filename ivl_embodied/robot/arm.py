@@ -26,12 +26,16 @@ class ArmDescription:
     joint_names: tuple[str, ...]
     home: tuple[float, ...]  # rad, in joint_names order
     tcp_site: str = "tcp"
-    gripper_joints: tuple[str, ...] = ()  # each finger's travel in m, as /joint_states reports it
+    gripper_joints: tuple[str, ...] = ()  # as /joint_states reports them: fingers' travel (m) or a driven linkage joint
     max_opening: float = 0.08  # m between the fingers, fully open
     tip_below_tcp: float = 0.015  # m from the tool centre point down to the fingertips
     push_yaw: float = math.pi / 2  # rad from the push direction to the tool's x axis (pi/2: the fingers in line)
     push_lean: float = 0.0  # rad the tool leans into a push, fingertips first (a wide hand close above them)
     urdf_tool: tuple = ()  # (link, (x, y, z)): the tool frame in a URDF description, which has no sites
+    # a linkage gripper (one driven joint, e.g. a Robotiq 2F-85's knuckle in rad): (joint position, opening in m)
+    # points, opening falling as the joint rises, interpolated linearly. Empty: each gripper joint is a
+    # finger's travel in m and the opening is their sum (a parallel-jaw hand like the Panda's).
+    opening_table: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.joint_names:
@@ -44,10 +48,35 @@ class ArmDescription:
         if not -math.pi <= self.push_yaw <= math.pi or not 0 <= self.push_lean <= 1.0:
             raise ValueError(f"arm {self.name!r}: push_yaw must be in [-pi, pi] and push_lean in [0, 1] rad, got "
                              f"{self.push_yaw!r}, {self.push_lean!r}")
+        if self.opening_table:
+            q, w = np.array(self.opening_table, float).T
+            if len(self.gripper_joints) != 1 or len(q) < 2 or np.any(np.diff(q) <= 0) or np.any(np.diff(w) >= 0):
+                raise ValueError(f"arm {self.name!r}: an opening table is for one driven gripper joint, with at least "
+                                 f"two points, joint positions rising and openings falling; got "
+                                 f"{len(self.gripper_joints)} joint(s) and {self.opening_table!r}")
+            if not w[-1] <= self.max_opening <= w[0] + 1e-3:
+                raise ValueError(f"arm {self.name!r}: max_opening {self.max_opening!r} m is outside the opening "
+                                 f"table's {w[-1]:.4f}..{w[0]:.4f} m")
         for key in ("max_opening", "tip_below_tcp"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 0.5:
                 raise ValueError(f"arm {self.name!r}: {key} must be a length in m in (0, 0.5), got {v!r}")
+
+    def opening(self, positions) -> float:
+        """The distance between the fingers in m, from the gripper joints' positions (``gripper_joints`` order)."""
+        if self.opening_table:
+            q, w = np.array(self.opening_table, float).T
+            return float(max(np.interp(float(positions[0]), q, w), 0.0))
+        return float(sum(positions))
+
+    def gripper_position(self, opening: float) -> float:
+        """The driven gripper joint's position (each finger's, for a parallel-jaw hand) for ``opening`` m,
+        clipped to 0..max_opening."""
+        opening = float(np.clip(opening, 0.0, self.max_opening))
+        if self.opening_table:
+            q, w = np.array(self.opening_table, float).T
+            return float(np.interp(opening, w[::-1], q[::-1]))
+        return opening / max(len(self.gripper_joints), 1)
 
     def check(self) -> None:
         """Compile the description and check that it has every joint and the tool frame this names;
@@ -80,7 +109,7 @@ class ArmDescription:
 
 
 ROBOT_KEYS = {"name", "description", "joints", "tool_frame", "home", "gripper", "urdf_tool"}
-GRIPPER_KEYS = {"joints", "max_opening", "tip_below_tcp", "push_yaw", "push_lean"}
+GRIPPER_KEYS = {"joints", "max_opening", "tip_below_tcp", "push_yaw", "push_lean", "opening_table"}
 
 
 def robot_configs() -> dict[str, Path]:
@@ -126,6 +155,7 @@ def load_arm(robot: str | Path) -> ArmDescription:
             tuple(float(q) for q in cfg["home"]), tcp_site=str(cfg["tool_frame"]),
             gripper_joints=tuple(str(j) for j in grip.get("joints", ())),
             urdf_tool=_urdf_tool(cfg.get("urdf_tool")),
+            opening_table=tuple((float(q), float(w)) for q, w in grip.get("opening_table", ())),
             **{k: grip[k] for k in ("max_opening", "tip_below_tcp", "push_yaw", "push_lean") if k in grip})
     except (TypeError, ValueError, FileNotFoundError) as e:
         raise type(e)(f"{path}: {e}") from None

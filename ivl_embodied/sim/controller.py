@@ -88,10 +88,9 @@ class JointTrajectoryController:
             self.world.data.ctrl[self.world.arm_ctrl] = q
 
     def command_gripper(self, opening_m: float) -> None:
-        """Drive both fingers towards a total opening of ``opening_m`` (0..the arm's max_opening)."""
+        """Drive the fingers towards an opening of ``opening_m`` (0..the arm's max_opening)."""
         if self.stopped is not None:
             raise ValueError(f"e-stopped ({self.stopped})")
         if not np.isfinite(opening_m) or opening_m < 0:
             raise ValueError(f"gripper opening must be >= 0 m, got {opening_m!r}")
-        half = self.world.arm.max_opening / 2.0
-        self.world.data.ctrl[self.world.gripper_act] = float(np.clip(opening_m / 2.0, 0.0, half))
+        self.world.data.ctrl[self.world.gripper_act] = self.world.arm.gripper_position(opening_m)

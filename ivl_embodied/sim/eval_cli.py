@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="DIR", help="write an MP4 and a JSON trace per episode here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--robot", default="ivl_arm6",
-                        help="the arm: a name of config/robots/ (ivl_arm6, panda) or a robot YAML file")
+                        help="the arm: a name of config/robots/ (ivl_arm6, panda, ur5e) or a robot YAML file")
     parser.add_argument("--details", action="store_true", help="include every episode in the JSON")
     parser.add_argument("--vir", choices=("full", "auto", "compressed"), default="full",
                         help="learned planners: Visual Resolution Router mode (all 256 / routed / all 64)")

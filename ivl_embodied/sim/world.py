@@ -212,8 +212,9 @@ def robot_error(robot: str) -> str | None:
 @functools.lru_cache(maxsize=8)
 def sim_arm(robot: str | ArmDescription = "ivl_arm6") -> ArmDescription:
     """An arm the simulator can drive: its description follows our world's conventions (each arm joint on a
-    position actuator, the fingers on one ``gripper_act`` actuator of their mean travel, finger bodies named
-    ``finger*``, the tool site between the pads); ``ValueError`` naming what is missing."""
+    position actuator, the gripper on one position actuator ``gripper_act`` (on the fingers' mean travel, or on a
+    linkage's driven joint: :attr:`ArmDescription.opening_table`), finger bodies named ``finger*``, the tool site
+    between the pads); ``ValueError`` naming what is missing."""
     import mujoco
 
     arm = load_arm(robot) if not isinstance(robot, ArmDescription) else robot
@@ -221,9 +222,9 @@ def sim_arm(robot: str | ArmDescription = "ivl_arm6") -> ArmDescription:
     m = arm.load_model()
     driven = {int(m.actuator_trnid[i, 0]) for i in range(m.nu) if m.actuator_trntype[i] == mujoco.mjtTrn.mjTRN_JOINT}
     missing = [j for j in arm.joint_names if m.joint(j).id not in driven]
-    if missing or "gripper_act" not in {m.actuator(i).name for i in range(m.nu)} or len(arm.gripper_joints) != 2:
+    if missing or "gripper_act" not in {m.actuator(i).name for i in range(m.nu)} or not arm.gripper_joints:
         raise ValueError(f"arm {arm.name!r} is not ready for our simulator: it needs a position actuator on each arm "
-                         f"joint (none on {missing}), a 'gripper_act' actuator and two finger joints")
+                         f"joint (none on {missing}), a 'gripper_act' actuator and its gripper joints")
     return arm
 
 
@@ -263,9 +264,9 @@ class SimWorld:
         mj.mj_resetData(self.model, self.data)
         self.data.qpos[self.arm_qpos_adr] = self.arm.home
         self.data.ctrl[self.arm_ctrl] = self.arm.home
-        half = self.arm.max_opening / 2.0
-        self.data.qpos[self.finger_qpos_adr] = half
-        self.data.ctrl[self.gripper_act] = half
+        q_open = self.arm.gripper_position(self.arm.max_opening)  # each finger's, or the driven linkage joint's
+        self.data.qpos[self.finger_qpos_adr] = q_open
+        self.data.ctrl[self.gripper_act] = q_open
         mj.mj_forward(self.model, self.data)
 
     def step(self, n: int = 1) -> None:
@@ -291,7 +292,7 @@ class SimWorld:
 
     def gripper_opening(self) -> float:
         """Distance between the finger pads in metres (0 = closed)."""
-        return 2.0 * float(self.data.qpos[self.finger_qpos_adr[0]])
+        return self.arm.opening(self.data.qpos[self.finger_qpos_adr])
 
     def body_pos(self, name: str) -> np.ndarray:
         return self.data.body(name).xpos.copy()

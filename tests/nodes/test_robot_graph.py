@@ -44,7 +44,10 @@ def _stop(procs):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task_index, robot, urdf", [
-    (0, "ivl_arm6", False), (1, "ivl_arm6", False),  # val split: one place_in, one push_to / stack
+    (0, "ivl_arm6", False),  # val split: a place_in
+    # a UR5e with a Robotiq 2F-85 (val split: a push_to / stack): the executor reads the gripper's opening from
+    # its driven knuckle joint in /joint_states, through the robot file's opening table
+    (1, "ur5e", False),
     # the Panda, the executor taking its description from the URDF on /robot_description (franka_description's,
     # as robot_state_publisher publishes it), the simulator from its MJCF
     (1, "panda", True),

@@ -99,3 +99,28 @@ def test_a_urdf_that_cannot_describe_the_arm_is_refused(tmp_path, text, words):
         arm_from_urdf(text, load_arm("panda"), tmp_path)
     with pytest.raises(ValueError, match="no urdf_tool"):
         arm_from_urdf(URDF.read_text(), load_arm("ivl_arm6"), tmp_path)
+
+
+def test_a_linkage_gripper_maps_its_driven_joint_to_the_opening_through_its_table_and_back():
+    ur5e, panda = load_arm("ur5e"), load_arm("panda")
+    assert ur5e.gripper_joints == ("robotiq_85_left_knuckle_joint",)
+    assert ur5e.opening([0.0]) == pytest.approx(0.086) and ur5e.opening([0.8]) == pytest.approx(0.0015)
+    assert ur5e.opening([0.45]) == pytest.approx((0.0466 + 0.0356) / 2)  # linear between the table's points
+    assert ur5e.gripper_position(0.0466) == pytest.approx(0.4) and ur5e.gripper_position(1.0) == pytest.approx(
+        ur5e.gripper_position(0.085))  # clipped to the stroke
+    assert ur5e.gripper_position(0.0) == 0.8  # closing: the knuckle to its end of travel
+    # a parallel-jaw hand: each finger's travel, the opening their sum
+    assert panda.opening([0.02, 0.02]) == pytest.approx(0.04) and panda.gripper_position(0.04) == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize("table, words", [
+    ("[[0.0, 0.05], [0.8, 0.06]]", "openings falling"),
+    ("[[0.0, 0.05]]", "at least two points"),
+    ("[[0.0, 0.04], [0.8, 0.0]]", "max_opening 0.05 m is outside the opening table's 0.0000..0.0400 m"),
+])
+def test_a_bad_opening_table_is_refused(tmp_path, table, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        load_arm(_file(tmp_path, GOOD.replace("max_opening: 0.05}", f"max_opening: 0.05, opening_table: {table}}}")))
+    two = GOOD.replace("[finger_left_joint]", "[finger_left_joint, finger_right_joint]")
+    with pytest.raises(ValueError, match=r"one driven gripper joint.*got 2 joint\(s\)"):
+        load_arm(_file(tmp_path, two.replace("max_opening: 0.05}", "opening_table: [[0, 0.06], [1, 0]]}")))

@@ -28,8 +28,8 @@ def test_a_description_the_simulator_cannot_drive_is_refused(tmp_path):
 
     robot = tmp_path / "r.yaml"
     robot.write_text("name: half\ndescription: sim/assets/panda/panda.xml\njoints: [panda_joint1, panda_joint2]\n"
-                     "tool_frame: tcp\nhome: [0, 0]\ngripper: {joints: [panda_finger_joint1]}\n")
-    with pytest.raises(ValueError, match="not ready for our simulator.*two finger joints"):
+                     "tool_frame: tcp\nhome: [0, 0]\n")  # and no gripper
+    with pytest.raises(ValueError, match="not ready for our simulator.*its gripper joints"):
         sim_arm(robot)
 
 
