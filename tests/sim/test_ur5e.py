@@ -28,7 +28,8 @@ def test_the_opening_table_agrees_with_the_linkage_in_the_description():
             d.qpos[m.joint(joint).qposadr[0]] = k * q
         mujoco.mj_kinematics(m, d)
         hand = d.body("hand")
-        left, right = (hand.xmat.reshape(3, 3).T @ (d.geom(f"finger_{s}_pad").xpos - hand.xpos) for s in ("left", "right"))
+        to_hand = hand.xmat.reshape(3, 3).T
+        left, right = (to_hand @ (d.geom(f"finger_{s}_pad").xpos - hand.xpos) for s in ("left", "right"))
         gap = abs(left[1] - right[1]) - 2 * m.geom("finger_left_pad").size[1]  # between the pads' faces
         assert abs(arm.opening([q]) - max(gap, 0.0)) < 0.0015, (q, arm.opening([q]), gap)
         if q < 0.75:  # and back: the joint position for that opening
