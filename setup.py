@@ -55,6 +55,7 @@ setup(
         (f"share/{PACKAGE}/msg", glob("ivl_embodied_msgs/msg/*.msg")),
         (f"share/{PACKAGE}/sim", glob("ivl_embodied/sim/assets/*.xml")),
         (f"share/{PACKAGE}/sim/tasks", glob("ivl_embodied/sim/assets/tasks/*.jsonl")),
+        (f"share/{PACKAGE}/sim/gazebo", glob("sim/gazebo/*.yaml")),
         (f"share/{PACKAGE}/trt_engines", glob("trt_engines/*.md") + glob("trt_engines/*.yaml")),
     ],
     install_requires=["setuptools"],

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("ivl_embodied.checkpoints.cli", "inspect and split InternVL checkpoints"),
     "export": ("ivl_embodied.export.cli", "export the vision side to ONNX / TensorRT engines"),
     "sim-eval": ("ivl_embodied.sim.eval_cli", "evaluate a planner on a task suite in the simulator"),
+    "gazebo-world": ("ivl_embodied.sim.gazebo", "write a task's scene as a Gazebo (gz-sim) world"),
     "train": ("ivl_embodied.train.cli", "Cascade RL: data, sft, mpo, gspo, vico, router, recipe"),
     "security": ("ivl_embodied.transport.security", "DDS Security: keystore, per-node permissions (SROS2 layout)"),
 }

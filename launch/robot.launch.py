@@ -1,6 +1,6 @@
 """Launch the executor (and, in simulation, the sim node) next to the robot.
 
-    ros2 launch ivl_embodied robot.launch.py
+    ros2 launch ivl_embodied robot.launch.py [robot:=ur5e]
 """
 
 import os
@@ -9,8 +9,8 @@ import sys
 from launch import LaunchDescription
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _graph import nodes_for  # noqa: E402
+from _graph import nodes_for, robot_argument  # noqa: E402
 
 
 def generate_launch_description():
-    return LaunchDescription(nodes_for(('robot',)))
+    return LaunchDescription([robot_argument(), *nodes_for(('robot',))])

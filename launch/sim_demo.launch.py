@@ -1,6 +1,6 @@
 """Launch the whole stack against the MuJoCo robot on one machine.
 
-    ros2 launch ivl_embodied sim_demo.launch.py
+    ros2 launch ivl_embodied sim_demo.launch.py [robot:=panda]
 """
 
 import os
@@ -9,9 +9,10 @@ import sys
 from launch import LaunchDescription
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _graph import nodes_for  # noqa: E402
+from _graph import nodes_for, robot_argument  # noqa: E402
 
 
 def generate_launch_description():
     # the simulator's /clock is the graph's time
-    return LaunchDescription(nodes_for(('robot', 'edge', 'workstation'), [{'use_sim_time': True}]))
+    return LaunchDescription([robot_argument(),
+                              *nodes_for(('robot', 'edge', 'workstation'), [{'use_sim_time': True}])])

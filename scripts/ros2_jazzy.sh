@@ -13,7 +13,9 @@
 #   dependencies: ros2/jazzy_pypi/requirements.txt names every one, pinned;
 # * the wheels' CMake configs name include folders of the machine they were built on
 #   (/opt/python/cp311-cp311/...): rewritten here, inside the venv only, to this Python's;
-# * there is no tf2_msgs wheel: ros2/jazzy_pypi/tf2_msgs builds tf2_msgs/msg/TFMessage alone.
+# * there is no tf2_msgs wheel: ros2/jazzy_pypi/tf2_msgs builds tf2_msgs/msg/TFMessage alone;
+# * there is no control_msgs wheel: ros2/jazzy_pypi/control_msgs builds the FollowJointTrajectory and
+#   GripperCommand actions alone (what the executor's ros2_control action clients use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -36,7 +38,8 @@ rm -f "$OUT/unsupported"
 
 REQ=ros2/jazzy_pypi/requirements.txt
 want=$(cat "$0" "$REQ" ivl_embodied_msgs/CMakeLists.txt ivl_embodied_msgs/package.xml \
-            ivl_embodied_msgs/*/*.* ros2/jazzy_pypi/tf2_msgs/*.* ros2/jazzy_pypi/tf2_msgs/*/* | sha256sum | cut -d' ' -f1)
+            ivl_embodied_msgs/*/*.* ros2/jazzy_pypi/tf2_msgs/*.* ros2/jazzy_pypi/tf2_msgs/*/* \
+            ros2/jazzy_pypi/control_msgs/*.* ros2/jazzy_pypi/control_msgs/*/* | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$want" ]; then
   echo "[ros2] up to date: $OUT"
   exit 0
@@ -61,8 +64,8 @@ npinc=$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')
 WS=$OUT/ws
 rm -rf "$WS/src" "$WS/build" "$WS/install"
 mkdir -p "$WS/src"
-cp -r ivl_embodied_msgs ros2/jazzy_pypi/tf2_msgs "$WS/src/"
-echo "[ros2] colcon build ivl_embodied_msgs tf2_msgs"
+cp -r ivl_embodied_msgs ros2/jazzy_pypi/tf2_msgs ros2/jazzy_pypi/control_msgs "$WS/src/"
+echo "[ros2] colcon build ivl_embodied_msgs tf2_msgs control_msgs"
 (
   cd "$WS"
   export PATH="$VENV/bin:$PATH" AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
@@ -83,7 +86,7 @@ EOF
 (
   # shellcheck disable=SC1091
   source "$OUT/setup.bash"
-  python -c 'import rclpy, ivl_embodied_msgs.msg, tf2_msgs.msg, sensor_msgs.msg, trajectory_msgs.msg
+  python -c 'import rclpy, ivl_embodied_msgs.msg, tf2_msgs.msg, control_msgs.action, sensor_msgs.msg, trajectory_msgs.msg
 from rclpy.utilities import get_rmw_implementation_identifier
 rclpy.init(); print("[ros2] rclpy on", get_rmw_implementation_identifier()); rclpy.shutdown()'
 )

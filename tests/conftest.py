@@ -82,3 +82,37 @@ def flash_encoder(tiny_flash_ckpt):
     from ivl_embodied.checkpoints.internvl import load_vision
 
     return load_vision(tiny_flash_ckpt)
+
+
+@pytest.fixture
+def operator_plan():
+    """``run(node, plan, instruction, watch=())``: as a planner would, publish ``plan`` (an oracle plan) on
+    /ivl/plan for the newest camera frame and wait for the task's final status; returns (the final TaskStatus, whether
+    the simulator says the goal holds). ``watch``: (type, topic, list) subscriptions made first (what else to record).
+    A missing frame, status or goal fails with what was seen."""
+    from ivl_embodied.transport import msg_type
+    from ivl_embodied.transport.convert import plan_to_msg, stamp_to_ns
+
+    def run(node, plan, instruction, watch=(), timeout=120.0):
+        statuses, frames, goal = [], [], []
+        S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
+        final = (S.STATE_SUCCEEDED, S.STATE_FAILED, S.STATE_REJECTED)
+        plan_pub = node.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "/ivl/plan")
+        node.create_subscription("ivl_embodied_msgs/msg/TaskStatus", "/ivl/task_status", statuses.append)
+        node.create_subscription("sensor_msgs/msg/Image", "/camera/color/image_raw",
+                                 lambda m: frames.append(stamp_to_ns(m.header.stamp)), "sensor_data")
+        node.create_subscription("std_msgs/msg/Bool", "/ivl/sim/goal_reached", lambda m: goal.append(m.data))
+        for type_name, topic, seen in watch:
+            node.create_subscription(type_name, topic, seen.append)
+        node.wait_for_subscribers("/ivl/plan", timeout=timeout)
+        assert node.spin_until(lambda: len(frames) >= 2 and bool(goal), timeout=60), "no frames/goal from sim_node"
+        assert goal[-1] is False  # nothing done yet
+        plan_pub.publish(plan_to_msg(plan, "t", instruction, "", embedding_stamp=frames[-1]))
+        assert node.spin_until(lambda: any(s.state in final for s in statuses), timeout=timeout), \
+            f"no final status: {[(s.state, s.message) for s in statuses]}"
+        last = [s for s in statuses if s.state in final][-1]
+        if last.state == S.STATE_SUCCEEDED:
+            node.spin_until(lambda: goal[-1], timeout=10)
+        return last, goal[-1]
+
+    return run

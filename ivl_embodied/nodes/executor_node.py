@@ -65,6 +65,11 @@ class ExecutorNode(NodeBase):
         "camera_calibration_file": "",
         "trajectory_topic": "arm_controller/joint_trajectory",
         "gripper_topic": "gripper_controller/commands",
+        # ros2_control's actions instead of the topics (rclpy backend, control_msgs; "" = the topic): a trajectory
+        # counts only when the controller's result says SUCCESSFUL. e.g. arm_controller/follow_joint_trajectory,
+        # gripper_controller/gripper_cmd (a gripper_action_controller's GripperCommand)
+        "trajectory_action": "",
+        "gripper_action": "",
         "allowed_actions": ["pick", "place", "push"],
         "max_joint_speed": 1.5,
         "max_plan_age_s": 10.0,
@@ -104,9 +109,17 @@ class ExecutorNode(NodeBase):
                        ("rgb", "depth", "camera_info", "joint_states", "tf_static", "tf", "trajectory", "gripper"))
         # frames as old as the oldest plan the gate accepts, plus the time a plan may take to arrive
         history_s = float(p["max_plan_age_s"]) + float(p["frame_wait_s"])
+        actions = None
+        if (p["trajectory_action"] or p["gripper_action"]) and not p["dry_run"]:
+            from ivl_embodied.nodes.controller_actions import ControllerClients
+
+            actions = ControllerClients(self.node, p["trajectory_action"], p["gripper_action"])
+            self.logger.info("controllers: FollowJointTrajectory on %s, GripperCommand on %s",
+                             actions.trajectory_name if actions.trajectory else "- (the topic)",
+                             actions.gripper_name if actions.gripper else "- (the topic)")
         self.robot = TopicRobot(self.node, TopicRobotConfig(arm=arm, base_frame=p["base_frame"], topics=topics,
                                                             frame_history_s=history_s, commands=not p["dry_run"],
-                                                            finger_joints=arm.gripper_joints))
+                                                            finger_joints=arm.gripper_joints), actions=actions)
         if p["camera_calibration_file"]:
             self.robot.add_transform(*calibration_transform(p["camera_calibration_file"]))
         self.executor = Executor(self.robot, self.gate,

@@ -2,10 +2,11 @@
 
 Publishes what a RealSense driver + ros2_control would: ``/camera/color/image_raw`` (rgb8),
 ``/camera/depth/image_raw`` (32FC1 metres, same stamp), ``/camera/color/camera_info``,
-``/joint_states`` (arm joints + the two finger joints), ``/tf_static`` (base_link → camera
+``/joint_states`` (arm joints + the gripper's joints), ``/tf_static`` (base_link → camera
 optical frame) and ``/clock`` (simulated time). Accepts
-``trajectory_msgs/JointTrajectory`` on ``/arm_controller/joint_trajectory`` and a
-``std_msgs/Float64MultiArray`` ``[opening_m]`` on ``/gripper_controller/commands``.
+``trajectory_msgs/JointTrajectory`` on ``/arm_controller/joint_trajectory`` (joints in any order) and a
+``std_msgs/Float64MultiArray`` of the gripper joints' positions on ``/gripper_controller/commands``, as
+ros2_control's ``joint_trajectory_controller`` and ``forward_command_controller`` take them.
 
 The controllers enforce their own limits, whoever commands them, as ``ros2_control`` controllers
 with joint limits do: trajectories beyond the arm's joint range, speed or acceleration are refused,
@@ -60,6 +61,10 @@ class SimNode(NodeBase):
         "heartbeat_topic": "ivl/executor/heartbeat",
         "heartbeat_timeout_s": 0.5,  # a trajectory is stopped when the executor falls silent this long (0 = off)
         "robot": "ivl_arm6",  # the arm: a name of config/robots/ or a robot YAML file (its description sim-ready)
+        # ros2_control's actions on the same controllers, as a real arm's serve them (rclpy backend, control_msgs;
+        # "" = not served): e.g. arm_controller/follow_joint_trajectory, gripper_controller/gripper_cmd
+        "trajectory_action": "",
+        "gripper_action": "",
     }
 
     def setup(self) -> None:
@@ -76,6 +81,13 @@ class SimNode(NodeBase):
             raise ValueError(f"realtime_factor must be > 0, got {p['realtime_factor']!r}")
         self.world = SimWorld(scene_for(self.task), sim_arm(p["robot"]))
         self.controller = JointTrajectoryController(self.world)
+        self.actions = None
+        if p["trajectory_action"] or p["gripper_action"]:
+            from ivl_embodied.nodes.controller_actions import ControllerServers
+            from ivl_embodied.robot.interface import GOAL_TOLERANCE_RAD, TRAJECTORY_SETTLE_S
+
+            self.actions = ControllerServers(self.node, self.controller, p["trajectory_action"], p["gripper_action"],
+                                             GOAL_TOLERANCE_RAD, TRAJECTORY_SETTLE_S)
         self.dt = float(self.world.model.opt.timestep)
         self.goal_reached = False
         self.logger.info("scene for task seed %d: %r", self.task.seed, self.task.instruction)
@@ -120,6 +132,8 @@ class SimNode(NodeBase):
         for _ in range(max(steps, 0)):
             self.controller.update()
             self.world.step(1)
+        if self.actions is not None:
+            self.actions.tick()  # action goals check their controllers
         if steps >= self.params["max_steps_per_tick"]:  # we fell behind: do not try to catch up later
             self._wall0, self._sim0 = time.monotonic(), self.world.time
         self.pub_clock.publish(msg_type("rosgraph_msgs/msg/Clock")(clock=ns_to_stamp(self.sim_ns())))
@@ -191,7 +205,8 @@ class SimNode(NodeBase):
 
     def on_gripper(self, msg) -> None:
         try:
-            self.controller.command_gripper(msg_to_gripper(msg))
+            arm = self.world.arm
+            self.controller.command_gripper(arm.opening(msg_to_gripper(msg, len(arm.gripper_joints))))
         except (MessageError, ValueError) as e:
             self.logger.error("rejected gripper command: %s", e)
 

@@ -108,12 +108,17 @@ TIME_JUMP_NS = 1_000_000_000  # joint states this much older than the last: the 
 
 
 class TopicRobot(Robot):
-    def __init__(self, node, config: TopicRobotConfig):
+    """The robot behind its topics; with ``actions`` (:class:`~ivl_embodied.nodes.controller_actions.
+    ControllerClients`), trajectories and gripper commands go as ros2_control's action goals instead, and a motion
+    counts only when the controller's result says so too."""
+
+    def __init__(self, node, config: TopicRobotConfig, actions=None):
         from ivl_embodied.transport import QosProfile
 
         self.node = node
         self.cfg = config
         self.arm = config.arm
+        self.actions = actions
         self._cv = threading.Condition()
         self._joints: dict[str, tuple[float, float]] = {}
         self._robot_ns: int | None = None
@@ -246,6 +251,10 @@ class TopicRobot(Robot):
         v = np.array([self._joints[j][1] for j in self.arm_joint_names])
         return q, v
 
+    def _gripper_positions(self, opening: float) -> list[float]:
+        """What the gripper's controller takes for ``opening`` m: each finger's travel, or the linkage's joint."""
+        return [self.arm.gripper_position(opening)] * len(self.cfg.finger_joints)
+
     def _opening(self) -> float:
         return self.arm.opening([self._joints.get(j, (0.0, 0.0))[0] for j in self.cfg.finger_joints])
 
@@ -325,6 +334,8 @@ class TopicRobot(Robot):
 
         if self.pub_traj is None:
             return False  # a dry run commanded nothing
+        if self.actions is not None and self.actions.trajectory is not None:
+            self.actions.cancel()  # the controller holds when its goal is cancelled; the topic's hold below too
         with self._cv:
             try:
                 q, _ = self._arm()
@@ -358,6 +369,8 @@ class TopicRobot(Robot):
         goal = np.array(traj.points[-1].positions)
         if self.pub_traj is None:
             return MotionResult(False, DRY_RUN)
+        if self.actions is not None and self.actions.trajectory is not None:
+            return self._follow(traj, goal)
         with self._halt_lock:
             if self._halted:
                 return MotionResult(False, f"halted: {self._halted}")
@@ -375,13 +388,40 @@ class TopicRobot(Robot):
         return MotionResult(False, f"goal not reached: joint error {err[0]:.3f} rad > "
                                    f"{self.cfg.goal_tolerance} ({why})", err[0])
 
+    def _wall_budget(self, robot_s: float) -> float:
+        return self.cfg.wall_timeout_factor * robot_s + 5.0
+
+    def _follow(self, traj: JointTrajectory, goal: np.ndarray) -> MotionResult:
+        """The trajectory as a FollowJointTrajectory goal: done when the controller's result says SUCCESSFUL and
+        the joint states agree."""
+        why = self.actions.follow(trajectory_to_msg(traj), self._wall_budget(traj.duration + self.cfg.settle_s),
+                                  lambda: self._halted, self._halt_lock)
+        with self._cv:
+            q, _ = self._arm()
+        err = float(np.abs(q - goal).max())
+        if why:
+            return MotionResult(False, f"goal not reached: {why}", err)
+        if err > self.cfg.goal_tolerance:  # the controller says done; the joint states must agree
+            return MotionResult(False, f"goal not reached: joint error {err:.3f} rad > {self.cfg.goal_tolerance} "
+                                       f"in {self.cfg.topic('joint_states')} though the controller reported success",
+                                err)
+        return MotionResult(True, "", err)
+
     def send_gripper(self, cmd: GripperCommand) -> MotionResult:
         if self.pub_grip is None:
             return MotionResult(False, DRY_RUN)
+        if self.actions is not None and self.actions.gripper is not None:
+            why = self.actions.grip(self.arm.gripper_position(cmd.position), cmd.max_effort,
+                                    self._wall_budget(self.cfg.gripper_timeout_s * 3), lambda: self._halted,
+                                    self._halt_lock)
+            if why:
+                return MotionResult(False, f"gripper: {why}", self._opening())
+            with self._cv:
+                return MotionResult(True, "", self._opening())
         with self._halt_lock:
             if self._halted:
                 return MotionResult(False, f"halted: {self._halted}")
-            self.pub_grip.publish(gripper_to_msg(cmd.position))
+            self.pub_grip.publish(gripper_to_msg(self._gripper_positions(cmd.position)))
         last = [self._opening(), 0]
 
         def still(elapsed: float) -> bool:

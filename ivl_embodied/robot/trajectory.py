@@ -58,6 +58,21 @@ class JointTrajectory:
     def duration(self) -> float:
         return self.points[-1].time_from_start
 
+    def in_order(self, joint_names) -> JointTrajectory:
+        """The same trajectory with its joints in ``joint_names``' order (a controller takes them in any order);
+        ``ValueError`` names the joints that differ."""
+        joint_names = tuple(joint_names)
+        if tuple(self.joint_names) == joint_names:
+            return self
+        if sorted(self.joint_names) != sorted(joint_names):
+            raise ValueError(f"trajectory joints {tuple(self.joint_names)} are not the arm's {joint_names}: "
+                             f"unknown {sorted(set(self.joint_names) - set(joint_names))}, "
+                             f"missing {sorted(set(joint_names) - set(self.joint_names))}")
+        idx = [self.joint_names.index(j) for j in joint_names]
+        return JointTrajectory(joint_names, tuple(
+            JointTrajectoryPoint(tuple(p.positions[i] for i in idx), tuple(p.velocities[i] for i in idx),
+                                 p.time_from_start) for p in self.points))
+
     @functools.cached_property
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions [N, J], velocities [N, J], times [N] (built once: the controller samples every step)."""

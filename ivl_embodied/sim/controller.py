@@ -61,8 +61,10 @@ class JointTrajectoryController:
         """Start following ``traj``; returns why it was refused, or None."""
         if self.stopped is not None:
             return f"e-stopped ({self.stopped})"
-        if tuple(traj.joint_names) != self.joints:
-            return f"trajectory joints {tuple(traj.joint_names)} != {self.joints}"
+        try:
+            traj = traj.in_order(self.joints)  # any order, as ros2_control's controller takes them
+        except ValueError as e:
+            return str(e)
         if traj.duration > self.max_duration_s:
             return f"trajectory of {traj.duration:.1f} s exceeds {self.max_duration_s} s"
         dev = float(np.abs(np.array(traj.points[0].positions) - self.world.arm_q()).max())

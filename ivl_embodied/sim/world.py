@@ -113,47 +113,57 @@ def _f(v) -> str:
     return " ".join(f"{x:.5g}" for x in v)
 
 
+@dataclass(frozen=True)
+class Part:
+    """One primitive of an object, in the object's frame (z = 0 at the table top under it)."""
+
+    shape: str  # box | cylinder | sphere
+    size: tuple[float, ...]  # as MuJoCo gives it: box half-extents, cylinder (radius, half-height), sphere (radius,)
+    pos: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    yaw: float = 0.0
+    collides: bool = True
+
+
+def object_parts(o: ObjectSpec) -> tuple[Part, ...]:
+    """What ``o`` is made of: the one primitive of a graspable thing (its centre at its half height), a bowl's
+    base and ring of wall segments, a tray's base and four walls, a zone's flat patch (visual only)."""
+    k, s = o.kind, o.size
+    if k == "cube":
+        return (Part("box", (s[0],) * 3, (0.0, 0.0, s[0])),)
+    if k == "cylinder":
+        return (Part("cylinder", tuple(s), (0.0, 0.0, s[1])),)
+    if k == "sphere":
+        return (Part("sphere", (s[0],), (0.0, 0.0, s[0])),)
+    if k == "bowl":
+        r, h, t, n = s[0], s[1], 0.006, 16
+        half_w = (r + t) * math.tan(math.pi / n) + 0.002
+        return (Part("cylinder", (r + t, 0.003), (0.0, 0.0, 0.003)),) + tuple(
+            Part("box", (t / 2, half_w, h / 2), ((r + t / 2) * math.cos(a), (r + t / 2) * math.sin(a), h / 2 + 0.006),
+                 a) for a in (2 * math.pi * i / n for i in range(n)))
+    if k == "tray":
+        hx, hy, h, t = s[0], s[1], s[2], 0.006
+        return ((Part("box", (hx + t, hy + t, 0.003), (0.0, 0.0, 0.003)),)
+                + tuple(Part("box", (t / 2, hy + t, h / 2), (sx * (hx + t / 2), 0.0, h / 2 + 0.006)) for sx in (-1, 1))
+                + tuple(Part("box", (hx, t / 2, h / 2), (0.0, sy * (hy + t / 2), h / 2 + 0.006)) for sy in (-1, 1)))
+    return (Part("box", (s[0], s[0], 0.0005), (0.0, 0.0, 0.0005), collides=False),)  # zone
+
+
 def _object_xml(o: ObjectSpec) -> str:
     rgba = _f(o.rgba)
     x, y = o.xy
+    parts = object_parts(o)
     if o.kind in GRASPABLE:
-        if o.kind == "cube":
-            geom, z = f'type="box" size="{_f([o.size[0]] * 3)}"', o.size[0]
-        elif o.kind == "cylinder":
-            geom, z = f'type="cylinder" size="{_f(o.size)}"', o.size[1]
-        else:
-            geom, z = f'type="sphere" size="{o.size[0]:.5g}"', o.size[0]
+        (p,) = parts
+        geom = f'type="{p.shape}" size="{_f(p.size)}"'
         # light objects with grippy, slightly soft contact so the fingers can hold them
-        return (f'<body name="{o.name}" pos="{x:.5g} {y:.5g} {z + 0.0005:.5g}" euler="0 0 {o.yaw:.5g}">'
+        return (f'<body name="{o.name}" pos="{x:.5g} {y:.5g} {p.pos[2] + 0.0005:.5g}" euler="0 0 {o.yaw:.5g}">'
                 f'<freejoint name="{o.name}_free"/>'
                 f'<geom name="{o.name}_geom" {geom} rgba="{rgba}" mass="0.06" friction="1.2 0.01 0.001" '
                 f'condim="4" solref="0.01 1" solimp="0.95 0.99 0.001"/></body>')
-    parts = [f'<body name="{o.name}" pos="{x:.5g} {y:.5g} 0" euler="0 0 {o.yaw:.5g}">']
-    if o.kind == "bowl":
-        r, h, t = o.size[0], o.size[1], 0.006
-        parts.append(f'<geom type="cylinder" size="{r + t:.5g} 0.003" pos="0 0 0.003" rgba="{rgba}"/>')
-        n = 16
-        for i in range(n):
-            a = 2 * math.pi * i / n
-            half_w = (r + t) * math.tan(math.pi / n) + 0.002
-            parts.append(
-                f'<geom type="box" size="{t / 2:.5g} {half_w:.5g} {h / 2:.5g}" '
-                f'pos="{(r + t / 2) * math.cos(a):.5g} {(r + t / 2) * math.sin(a):.5g} {h / 2 + 0.006:.5g}" '
-                f'euler="0 0 {a:.5g}" rgba="{rgba}"/>')
-    elif o.kind == "tray":
-        hx, hy, h, t = o.size[0], o.size[1], o.size[2], 0.006
-        parts.append(f'<geom type="box" size="{hx + t:.5g} {hy + t:.5g} 0.003" pos="0 0 0.003" rgba="{rgba}"/>')
-        for sx in (-1, 1):
-            parts.append(f'<geom type="box" size="{t / 2:.5g} {hy + t:.5g} {h / 2:.5g}" '
-                         f'pos="{sx * (hx + t / 2):.5g} 0 {h / 2 + 0.006:.5g}" rgba="{rgba}"/>')
-        for sy in (-1, 1):
-            parts.append(f'<geom type="box" size="{hx:.5g} {t / 2:.5g} {h / 2:.5g}" '
-                         f'pos="0 {sy * (hy + t / 2):.5g} {h / 2 + 0.006:.5g}" rgba="{rgba}"/>')
-    else:  # zone: a flat coloured patch, visual only
-        parts.append(f'<geom type="box" size="{o.size[0]:.5g} {o.size[0]:.5g} 0.0005" pos="0 0 0.0005" '
-                     f'rgba="{rgba}" contype="0" conaffinity="0"/>')
-    parts.append("</body>")
-    return "".join(parts)
+    geoms = "".join(f'<geom type="{p.shape}" size="{_f(p.size)}" pos="{_f(p.pos)}"'
+                    + (f' euler="0 0 {p.yaw:.5g}"' if p.yaw else "") + f' rgba="{rgba}"'
+                    + ("" if p.collides else ' contype="0" conaffinity="0"') + "/>" for p in parts)
+    return f'<body name="{o.name}" pos="{x:.5g} {y:.5g} 0" euler="0 0 {o.yaw:.5g}">{geoms}</body>'
 
 
 def camera_xyaxes(pos, target) -> np.ndarray:

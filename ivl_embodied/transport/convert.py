@@ -239,16 +239,18 @@ def msg_to_trajectory(msg: Any) -> Any:
         raise MessageError(f"bad joint trajectory: {e}") from None
 
 
-def gripper_to_msg(opening_m: float) -> Any:
-    """Gripper command for a forward_command_controller: ``data = [opening in metres]``."""
-    return msg_type("std_msgs/msg/Float64MultiArray")(data=[float(opening_m)])
+def gripper_to_msg(positions) -> Any:
+    """Gripper command for a ``forward_command_controller`` of the gripper's joints: ``data`` = one position per
+    joint, in the controller's joint order (fingers in m, a linkage's driven joint in rad)."""
+    return msg_type("std_msgs/msg/Float64MultiArray")(data=[float(p) for p in positions])
 
 
-def msg_to_gripper(msg: Any) -> float:
-    data = list(msg.data)
-    if len(data) != 1 or not np.isfinite(data[0]) or data[0] < 0:
-        raise MessageError(f"gripper command must be data=[opening >= 0 m], got {data!r}")
-    return float(data[0])
+def msg_to_gripper(msg: Any, joints: int) -> list[float]:
+    """The joint positions of a gripper command for a controller of ``joints`` joints."""
+    data = [float(x) for x in msg.data]
+    if len(data) != joints or not all(np.isfinite(data)):
+        raise MessageError(f"gripper command must be data = {joints} finite joint position(s), got {data!r}")
+    return data
 
 
 def joint_state_to_msg(names: list[str], position: np.ndarray, velocity: np.ndarray, stamp_ns: int) -> Any:

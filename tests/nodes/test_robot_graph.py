@@ -52,12 +52,11 @@ def _stop(procs):
     # as robot_state_publisher publishes it), the simulator from its MJCF
     (1, "panda", True),
 ])
-def test_executor_and_sim_nodes_complete_a_task(loopback_dds, python, task_index, robot, urdf):
+def test_executor_and_sim_nodes_complete_a_task(loopback_dds, python, operator_plan, task_index, robot, urdf):
     from pathlib import Path
 
     from ivl_embodied.sim.tasks import load_split
     from ivl_embodied.transport import QosProfile, make_node
-    from ivl_embodied.transport.convert import plan_to_msg, stamp_to_ns
 
     task = load_split("val")[task_index]
     plan = _oracle_plan(task, robot)
@@ -73,25 +72,12 @@ def test_executor_and_sim_nodes_complete_a_task(loopback_dds, python, task_index
         _start(python, loopback_dds, "ivl_embodied.nodes.executor_node", f"robot:={robot}",
                *(["robot_description_topic:=/robot_description"] if urdf else [])),
     ]
-    statuses, frames, goal = [], [], []
     failure = None
+    S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
     try:
-        plan_pub = node.create_publisher("ivl_embodied_msgs/msg/ActionPlan", "/ivl/plan")
-        node.create_subscription("ivl_embodied_msgs/msg/TaskStatus", "/ivl/task_status", statuses.append)
-        node.create_subscription("sensor_msgs/msg/Image", "/camera/color/image_raw",
-                                 lambda m: frames.append(stamp_to_ns(m.header.stamp)), "sensor_data")
-        node.create_subscription("std_msgs/msg/Bool", "/ivl/sim/goal_reached", lambda m: goal.append(m.data))
-        node.wait_for_subscribers("/ivl/plan", timeout=60)
-        assert node.spin_until(lambda: len(frames) >= 2 and bool(goal), timeout=60), "no frames/goal from sim_node"
-        assert goal[-1] is False  # nothing done yet
-        plan_pub.publish(plan_to_msg(plan, "t", task.instruction, "", embedding_stamp=frames[-1]))
-        S = msg_type("ivl_embodied_msgs/msg/TaskStatus")
-        final = (S.STATE_SUCCEEDED, S.STATE_FAILED, S.STATE_REJECTED)
-        assert node.spin_until(lambda: any(s.state in final for s in statuses), timeout=120), \
-            f"no final status: {[(s.state, s.message) for s in statuses]}"
-        last = [s for s in statuses if s.state in final][-1]
+        last, reached = operator_plan(node, plan, task.instruction)
         assert last.state == S.STATE_SUCCEEDED, last.message
-        assert node.spin_until(lambda: bool(goal) and goal[-1], timeout=10), "sim says the goal is not met"
+        assert reached, "sim says the goal is not met"
     except (AssertionError, TimeoutError) as e:
         failure = e
     finally:

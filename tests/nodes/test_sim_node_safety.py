@@ -60,7 +60,7 @@ def test_estop_holds_and_refuses_until_reset_on_the_estop_topic(sim, caplog):
     Bool = msg_type("std_msgs/msg/Bool")
     sim.on_estop(Bool(data=True), "/ivl/estop_state", reset=False)  # a restarted, still latched executor
     sim.on_trajectory(_move(sim, 0.2))
-    sim.on_gripper(msg_type("std_msgs/msg/Float64MultiArray")(data=[0.08]))
+    sim.on_gripper(msg_type("std_msgs/msg/Float64MultiArray")(data=[0.04, 0.04]))
     assert "rejected trajectory: e-stopped" in caplog.text and "rejected gripper command: e-stopped" in caplog.text
     assert sim.controller.goal is not None and not sim.controller.moving
     sim.on_estop(Bool(data=False), "/ivl/estop_state", reset=False)  # the state topic never releases

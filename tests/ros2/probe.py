@@ -12,6 +12,10 @@ Run by the tests in tests/ros2 with the peer's Python; prints one JSON line at t
         real rclpy ActionClient, record its feedback and result; with --cancel-at-step, cancel it once
         feedback says step N runs, and record every trajectory command and joint state heard after
         the cancel was accepted.
+    probe.py controllers
+        As a plain FollowJointTrajectory / GripperCommand client of the simulated controllers: a trajectory far
+        faster than the controller's limits, one naming a joint the arm lacks, one that moves the first joint a
+        little, in the joints' reversed order, and a gripper goal; report each result.
     probe.py params NODE NAME VALUE BAD_VALUE
         get NAME through the node's parameter services, set it to VALUE, try BAD_VALUE (must be
         refused), and report the /parameter_events seen.
@@ -181,6 +185,51 @@ def action(node: Node, args) -> dict:
     return report
 
 
+def controllers(node: Node, args) -> dict:
+    from builtin_interfaces.msg import Duration
+    from control_msgs.action import FollowJointTrajectory, GripperCommand
+    from control_msgs.msg import GripperCommand as Command
+    from rclpy.action import ActionClient
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    joints = []
+    node.create_subscription(JointState, "/joint_states", joints.append, 10)
+    fjt = ActionClient(node, FollowJointTrajectory, "/arm_controller/follow_joint_trajectory")
+    grip = ActionClient(node, GripperCommand, "/gripper_controller/gripper_cmd")
+    if not (fjt.wait_for_server(timeout_sec=60) and grip.wait_for_server(timeout_sec=10)):
+        return {"ok": False, "why": "no controller action servers"}
+    if not _spin_until(node, lambda: bool(joints), 30):
+        return {"ok": False, "why": "no joint states"}
+    state = joints[-1]
+    arm = [n for n in state.name if "finger" not in n and "knuckle" not in n]
+    q = dict(zip(state.name, state.position, strict=True))
+
+    def run(client, goal) -> list:
+        send = client.send_goal_async(goal)
+        _spin_until(node, send.done, 30)
+        result = send.result().get_result_async()
+        _spin_until(node, result.done, 60)
+        r = result.result()
+        return [r.status, *([r.result.error_code, r.result.error_string] if hasattr(r.result, "error_code")
+                            else [r.result.position, r.result.reached_goal, r.result.stalled])]
+
+    def traj(names, dq, seconds) -> FollowJointTrajectory.Goal:
+        start = JointTrajectoryPoint(positions=[q.get(n, 0.0) for n in names], velocities=[0.0] * len(names))
+        end = JointTrajectoryPoint(positions=[q.get(n, 0.0) + (dq if n == arm[0] else 0.0) for n in names],
+                                   velocities=[0.0] * len(names),
+                                   time_from_start=Duration(sec=int(seconds), nanosec=int(seconds % 1 * 1e9)))
+        return FollowJointTrajectory.Goal(trajectory=JointTrajectory(joint_names=list(names), points=[start, end]))
+
+    report = {"ok": True, "too_fast": run(fjt, traj(arm, 1.5, 0.2)),
+              "foreign_joint": run(fjt, traj(["elbow"] + arm[1:], 0.1, 1.0)),
+              "reversed_order": run(fjt, traj(list(reversed(arm)), 0.1, 1.0))}
+    report["moved"] = joints[-1].position[joints[-1].name.index(arm[0])] - q[arm[0]]
+    report["gripper"] = run(grip, GripperCommand.Goal(command=Command(position=args.gripper_position,
+                                                                      max_effort=20.0)))
+    return report
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -191,6 +240,8 @@ def main() -> int:
     a = sub.add_parser("action")
     a.add_argument("instruction")
     a.add_argument("--cancel-at-step", type=int, default=0)
+    c = sub.add_parser("controllers")
+    c.add_argument("--gripper-position", type=float, default=0.4)
     q = sub.add_parser("params")
     for a in ("node", "name", "value", "bad_value"):
         q.add_argument(a)
@@ -198,7 +249,7 @@ def main() -> int:
     rclpy.init()
     node = Node("ros2_probe")
     try:
-        report = {"graph": graph, "action": action, "params": params}[args.cmd](node, args)
+        report = {"graph": graph, "action": action, "params": params, "controllers": controllers}[args.cmd](node, args)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -65,3 +65,17 @@ def test_estopped_controller_holds_and_refuses_everything_until_released(control
     controller.release()
     assert controller.command(_move(controller, -dq / 3, 2.0)) is None
     controller.command_gripper(0.08)
+
+
+def test_a_trajectory_is_taken_with_its_joints_in_any_order_and_refused_naming_foreign_ones(controller):
+    dq = np.zeros(len(ARM_JOINTS))
+    dq[0] = 0.2
+    traj = _move(controller, dq, 1.0)
+    order = list(reversed(range(len(ARM_JOINTS))))
+    shuffled = JointTrajectory(tuple(ARM_JOINTS[i] for i in order), tuple(
+        type(p)(tuple(p.positions[i] for i in order), tuple(p.velocities[i] for i in order), p.time_from_start)
+        for p in traj.points))
+    assert controller.command(shuffled) is None
+    assert np.allclose(controller.goal, traj.points[-1].positions)  # joint1 moves, whatever the order
+    foreign = JointTrajectory(("elbow",) + tuple(ARM_JOINTS[1:]), traj.points)
+    assert "unknown ['elbow'], missing ['joint1']" in controller.command(foreign)

@@ -95,9 +95,11 @@ def test_trajectory_and_gripper_round_trip():
                                           JointTrajectoryPoint((0.5, -1.0), (0.1, 0.2), 1.25)))
     back = C.msg_to_trajectory(_wire(C.trajectory_to_msg(traj)))
     assert back == traj
-    assert C.msg_to_gripper(_wire(C.gripper_to_msg(0.04))) == 0.04
-    with pytest.raises(C.MessageError, match="-0.1"):
-        C.msg_to_gripper(msg_type("std_msgs/msg/Float64MultiArray")(data=[-0.1]))
+    assert C.msg_to_gripper(_wire(C.gripper_to_msg([0.02, 0.02])), 2) == [0.02, 0.02]
+    with pytest.raises(C.MessageError, match=r"1 finite joint position\(s\), got \[0.02, 0.02\]"):
+        C.msg_to_gripper(msg_type("std_msgs/msg/Float64MultiArray")(data=[0.02, 0.02]), 1)
+    with pytest.raises(C.MessageError, match="nan"):
+        C.msg_to_gripper(msg_type("std_msgs/msg/Float64MultiArray")(data=[float("nan")]), 1)
     nonmono = msg_type("trajectory_msgs/msg/JointTrajectory")(
         joint_names=["j1"], points=[msg_type("trajectory_msgs/msg/JointTrajectoryPoint")(positions=[0.0])] * 2)
     with pytest.raises(C.MessageError, match="increase"):
