@@ -15,7 +15,8 @@ Run by the tests in tests/ros2 with the peer's Python; prints one JSON line at t
     probe.py controllers
         As a plain FollowJointTrajectory / GripperCommand client of the simulated controllers: a trajectory far
         faster than the controller's limits, one naming a joint the arm lacks, one that moves the first joint a
-        little, in the joints' reversed order, and a gripper goal; report each result.
+        little, in the joints' reversed order, a slow one cancelled after 0.5 s, and a gripper goal; report each
+        result (and how far the first joint moved).
     probe.py params NODE NAME VALUE BAD_VALUE
         get NAME through the node's parameter services, set it to VALUE, try BAD_VALUE (must be
         refused), and report the /parameter_events seen.
@@ -225,6 +226,20 @@ def controllers(node: Node, args) -> dict:
               "foreign_joint": run(fjt, traj(["elbow"] + arm[1:], 0.1, 1.0)),
               "reversed_order": run(fjt, traj(list(reversed(arm)), 0.1, 1.0))}
     report["moved"] = joints[-1].position[joints[-1].name.index(arm[0])] - q[arm[0]]
+    # a slow trajectory cancelled after 0.5 s: CANCELED, and the arm holds where it was
+    q.update(zip(joints[-1].name, joints[-1].position, strict=True))
+    send = fjt.send_goal_async(traj(arm, 0.4, 4.0))
+    _spin_until(node, send.done, 30)
+    handle = send.result()
+    _spin_until(node, lambda: False, 0.5)
+    cancel = handle.cancel_goal_async()
+    _spin_until(node, cancel.done, 30)
+    result = handle.get_result_async()
+    _spin_until(node, result.done, 30)
+    at = joints[-1].position[joints[-1].name.index(arm[0])]
+    _spin_until(node, lambda: False, 1.0)
+    report["cancelled"] = [result.result().status, at - q[arm[0]],
+                           joints[-1].position[joints[-1].name.index(arm[0])] - at]
     report["gripper"] = run(grip, GripperCommand.Goal(command=Command(position=args.gripper_position,
                                                                       max_effort=20.0)))
     return report

@@ -55,5 +55,7 @@ def test_the_executor_drives_a_ur5e_through_ros2_control_actions_and_a_plain_cli
     assert (status, code) == (6, -2) and "unknown ['elbow']" in why, report  # INVALID_JOINTS
     assert report["reversed_order"][:2] == [4, 0], report  # SUCCEEDED, SUCCESSFUL: joints in any order
     assert abs(report["moved"] - 0.1) < 0.03, report
+    status, before_result, after_result = report["cancelled"]
+    assert status == 5 and 0.005 < before_result < 0.3 and abs(after_result) < 0.005, report  # CANCELED, held
     status, position, reached, stalled = report["gripper"]
     assert status == 4 and reached and not stalled and abs(position - 0.4) < 0.01, report  # the 2F-85's knuckle
