@@ -171,6 +171,22 @@ SIM_MODULE = "ivl_embodied.nodes.sim_node"
 ROBOT_MODULES = (SIM_MODULE, "ivl_embodied.nodes.executor_node")
 
 
+def robot_error(robot: str, simulated: bool) -> str | None:
+    """Why ``--robot ROBOT`` cannot be launched (None: it can): its file and description, and, when the graph holds
+    our simulator, whether the simulator can drive it (the check ``demo`` and ``sim-eval`` make)."""
+    if simulated:
+        from ivl_embodied.sim.world import robot_error as sim_robot_error
+
+        return sim_robot_error(robot)
+    from ivl_embodied.robot.arm import load_arm
+
+    try:
+        load_arm(robot).check()
+    except (ValueError, FileNotFoundError) as e:
+        return str(e)
+    return None
+
+
 def with_robot(specs: list[NodeSpec], robot: str) -> list[NodeSpec]:
     """``specs`` with ``robot:=ROBOT`` for the nodes that drive or simulate the arm (and only those)."""
     from dataclasses import replace
@@ -323,12 +339,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --record: {e}", file=sys.stderr)
             return 2
     if args.robot is not None:
-        from ivl_embodied.robot.arm import load_arm
-
-        try:
-            load_arm(args.robot).check()
-        except (ValueError, FileNotFoundError) as e:
-            print(f"error: --robot: {e}", file=sys.stderr)
+        why = robot_error(args.robot, simulated=any(s.module == SIM_MODULE for s in specs))
+        if why:
+            print(f"error: --robot: {why}", file=sys.stderr)
             return 2
         specs = with_robot(specs, args.robot)
     if args.console is not None:

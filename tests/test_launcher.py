@@ -177,3 +177,16 @@ def test_groups_select_nodes(tmp_path):
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert "[b] up" in out and "[a]" not in out
+
+
+def test_a_robot_the_simulator_cannot_drive_is_refused_when_the_graph_simulates_it(tmp_path):
+    from ivl_embodied.launcher import robot_error
+
+    # a real arm's file whose description has no simulator actuators: fine next to a real arm, not in our simulator
+    robot = tmp_path / "real.yaml"
+    robot.write_text("name: real\ndescription: sim/assets/panda/panda.xml\njoints: [panda_joint1, panda_joint2]\n"
+                     "tool_frame: tcp\nhome: [0, 0]\n")
+    assert robot_error(str(robot), simulated=False) is None
+    assert "not ready for our simulator" in robot_error(str(robot), simulated=True)
+    assert "no robot 'kuka'" in robot_error("kuka", simulated=False)
+    assert robot_error("ur5e", simulated=True) is None
