@@ -10,6 +10,7 @@ with a wall-clock bound, so a dead robot ends a skill with a reason instead of a
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import threading
@@ -104,6 +105,26 @@ class TopicRobotConfig:
 
 
 DRY_RUN = "dry run: this robot interface sends no commands"
+TF_KEPT = 2000  # /tf samples kept per frame, at most (besides frame_history_s)
+TF_GAP_NS = 1_000_000_000  # a moving frame's nearest pose serves up to this far outside its samples
+
+
+def _interpolate(a: np.ndarray, b: np.ndarray, f: float) -> np.ndarray:
+    """The pose ``f`` (0..1) of the way from ``a`` to ``b``: position linearly, rotation along the shortest arc."""
+    import mujoco
+
+    qa, qb, vel, q = np.zeros(4), np.zeros(4), np.zeros(3), np.zeros(4)
+    mujoco.mju_mat2Quat(qa, np.ascontiguousarray(a[:3, :3]).flatten())
+    mujoco.mju_mat2Quat(qb, np.ascontiguousarray(b[:3, :3]).flatten())
+    mujoco.mju_subQuat(vel, qb, qa)  # the rotation from a to b, as a rotation vector in a's frame
+    q[:] = qa
+    mujoco.mju_quatIntegrate(q, vel, f)
+    out = np.eye(4)
+    rot = np.zeros(9)
+    mujoco.mju_quat2Mat(rot, q)
+    out[:3, :3] = rot.reshape(3, 3)
+    out[:3, 3] = (1 - f) * a[:3, 3] + f * b[:3, 3]
+    return out
 TIME_JUMP_NS = 1_000_000_000  # joint states this much older than the last: the robot's clock went back
 
 
@@ -126,6 +147,8 @@ class TopicRobot(Robot):
         self._depth: collections.OrderedDict[int, object] = collections.OrderedDict()
         self._info = None
         self._tf_parent: dict[str, tuple[str, np.ndarray]] = {}  # child frame -> (parent frame, pose in it)
+        # frames that move (/tf): child frame -> (parent frame, {stamp ns: pose in it}, in stamp order)
+        self._tf_moving: dict[str, tuple[str, collections.OrderedDict]] = {}
         self._halt_lock = threading.Lock()  # a halt and a motion command never interleave
         self._halted: str | None = None
         c = config.topic
@@ -185,7 +208,8 @@ class TopicRobot(Robot):
             self._info = msg
 
     def _on_tf(self, msg, topic: str | None = None) -> None:
-        """Transforms from ``/tf_static`` or ``/tf``: each frame's newest pose in its parent's frame."""
+        """Transforms from ``/tf_static`` (``topic`` None: each frame's pose in its parent's) or ``/tf`` (each
+        frame's poses by stamp, for as long as frames are kept)."""
         for t in msg.transforms:
             try:
                 m = transform_to_matrix(t.transform)
@@ -194,19 +218,41 @@ class TopicRobot(Robot):
                           topic or self.cfg.topic("tf_static"), e)
                 continue
             with self._cv:
-                self._tf_parent[t.child_frame_id] = (t.header.frame_id, m)
+                if topic is None:
+                    self._tf_parent[t.child_frame_id] = (t.header.frame_id, m)
+                    continue
+                parent, poses = self._tf_moving.get(t.child_frame_id, (None, None))
+                if parent != t.header.frame_id:  # new, or moved under another parent: its history restarts
+                    poses = collections.OrderedDict()
+                    self._tf_moving[t.child_frame_id] = (t.header.frame_id, poses)
+                stamp = stamp_to_ns(t.header.stamp)
+                before = next(reversed(poses)) if poses else None
+                poses[stamp] = m
+                if before is not None and stamp < before:  # an out-of-order sample: keep them in stamp order
+                    for s in sorted(poses):
+                        poses.move_to_end(s)
+                newest = next(reversed(poses))
+                while len(poses) > TF_KEPT or next(iter(poses)) < newest - int(self.cfg.frame_history_s * 1e9):
+                    poses.popitem(last=False)
 
     def add_transform(self, parent: str, child: str, matrix: np.ndarray) -> None:
         """A transform known without a topic (a fixed camera's calibration file)."""
         with self._cv:
             self._tf_parent[child] = (parent, np.asarray(matrix, float))
 
-    def base_to(self, frame: str) -> np.ndarray:
+    def base_to(self, frame: str, stamp_ns: int | None = None) -> np.ndarray:
         """The pose of ``frame`` in the base frame, composed along the transform tree heard so far (a camera
-        driver's camera_link -> optical frame, under a calibration's base_link -> camera_link, ...)."""
+        driver's camera_link -> optical frame, under a calibration's base_link -> camera_link, ...). A frame that
+        moves (``/tf``) is taken at ``stamp_ns`` (interpolated between the poses around it; default: its newest)."""
         with self._cv:
             m, at, seen = np.eye(4), frame, []
             while at != self.cfg.base_frame:
+                if at in self._tf_moving and at not in seen:
+                    seen.append(at)
+                    parent, poses = self._tf_moving[at]
+                    m = self._pose_at(at, poses, stamp_ns) @ m
+                    at = parent
+                    continue
                 if at not in self._tf_parent or at in seen:
                     chain = " -> ".join([*reversed(seen), at]) if seen else at
                     raise RobotUnavailable(
@@ -218,6 +264,24 @@ class TopicRobot(Robot):
                 m = t @ m
                 at = parent
             return m
+
+    def _pose_at(self, frame: str, poses: collections.OrderedDict, stamp_ns: int | None) -> np.ndarray:
+        """``frame``'s pose at ``stamp_ns`` from its /tf samples: interpolated between the two around it (position
+        linearly, rotation along the shortest arc); the nearest one within TF_GAP_NS outside them. Under _cv."""
+        stamps = list(poses)
+        if stamp_ns is None or stamp_ns >= stamps[-1]:
+            nearest = stamps[-1]
+        elif stamp_ns <= stamps[0]:
+            nearest = stamps[0]
+        else:
+            i = bisect.bisect_right(stamps, stamp_ns)
+            a, b = stamps[i - 1], stamps[i]
+            return _interpolate(poses[a], poses[b], (stamp_ns - a) / (b - a))
+        if stamp_ns is not None and abs(stamp_ns - nearest) > TF_GAP_NS:
+            raise RobotUnavailable(
+                f"no transform of {frame!r} at {ns_to_s(stamp_ns):.3f} s on {self.cfg.topic('tf')}: its poses span "
+                f"{ns_to_s(stamps[0]):.3f}..{ns_to_s(stamps[-1]):.3f} s")
+        return poses[nearest]
 
     def _on_joints(self, msg) -> None:
         pos, vel = np.asarray(msg.position, float), np.asarray(msg.velocity, float)
@@ -279,7 +343,7 @@ class TopicRobot(Robot):
                     f"no RGB-D frame stamped {ns_to_s(stamp):.3f} s (have {ns_to_s(paired[0]):.3f}.."
                     f"{ns_to_s(paired[-1]):.3f} s)")
             rgb_msg, depth_msg = self._rgb[stamp], self._depth[stamp]
-            info = self._camera_info()
+            info = self._camera_info(stamp)  # where the camera was when it took the frame
             joints = JointState(self.arm_joint_names, q, v)
             opening = self._opening()
         try:
@@ -302,10 +366,10 @@ class TopicRobot(Robot):
             stamp = newer()[0]
         return self.get_observation(stamp_ns=stamp)
 
-    def _camera_info(self):
+    def _camera_info(self, stamp_ns: int | None = None):
         if self._info is None:
             raise RobotUnavailable(f"no camera info on {self.cfg.topic('camera_info')}")
-        return msg_to_camera_info(self._info, self.base_to(self._info.header.frame_id))
+        return msg_to_camera_info(self._info, self.base_to(self._info.header.frame_id, stamp_ns))
 
     # -- commands (worker thread) --------------------------------------------------------------
     def _wait(self, done, robot_budget_s: float, what: str) -> str | None:

@@ -172,6 +172,45 @@ def test_the_camera_pose_is_composed_along_the_transform_tree_of_tf_static_and_t
         robot.base_to("a")
 
 
+def test_a_moving_camera_is_taken_where_it_was_at_the_frames_stamp(executor_node):
+    """A camera on the arm: /tf gives camera_link's pose over time (out of order too); a frame is grounded with the
+    pose at its own stamp, between the poses around it, not with the newest."""
+    from ivl_embodied.nodes.topic_robot import RobotUnavailable
+    from ivl_embodied.perception.grounding import CameraInfo
+    from ivl_embodied.transport.convert import camera_info_to_msg, image_to_msg
+
+    robot = executor_node.robot
+    tf = msg_type("tf2_msgs/msg/TFMessage")
+
+    def at(x, yaw, stamp_ns):
+        m = np.eye(4)
+        m[:3, :3] = [[math.cos(yaw), -math.sin(yaw), 0], [math.sin(yaw), math.cos(yaw), 0], [0, 0, 1]]
+        m[:3, 3] = [x, 0.0, 0.8]
+        return matrix_to_transform_stamped(m, "base_link", "camera_link", stamp_ns)
+
+    robot._on_tf(tf(transforms=[_tf("camera_link", "camera_color_optical_frame", [0.0, 0.015, 0.0])]))
+    for x, yaw, s in ((1.0, 0.0, 1_000_000_000), (1.4, 0.4, 3_000_000_000), (1.2, 0.2, 2_000_000_000)):
+        robot._on_tf(tf(transforms=[at(x, yaw, s)]), "/tf")
+    halfway = robot.base_to("camera_color_optical_frame", 1_500_000_000)
+    np.testing.assert_allclose(halfway[:3, 3], [1.1 - 0.015 * math.sin(0.1), 0.015 * math.cos(0.1), 0.8], atol=1e-9)
+    assert math.atan2(halfway[1, 0], halfway[0, 0]) == pytest.approx(0.1)  # the rotation halfway too
+    np.testing.assert_allclose(robot.base_to("camera_color_optical_frame")[:3, 3][0], 1.4 - 0.015 * math.sin(0.4))
+    with pytest.raises(RobotUnavailable, match=r"no transform of 'camera_link' at 5.000 s on /tf: its poses span "
+                                               r"1.000..3.000 s"):
+        robot.base_to("camera_color_optical_frame", 5_000_000_000)
+    # an observation of the frame stamped 2.5 s carries the camera pose of 2.5 s
+    stamp = 2_500_000_000
+    info = CameraInfo(width=4, height=4, k=np.array([[5.0, 0, 2], [0, 5.0, 2], [0, 0, 1]]), t_base_camera=np.eye(4),
+                      frame_id="camera_color_optical_frame")
+    robot._on_info(camera_info_to_msg(info, stamp))
+    robot._on_joints(_joints(executor_node, [0.0] * len(robot.arm_joint_names), stamp_ns=stamp))
+    robot._on_rgb(image_to_msg(np.zeros((4, 4, 3), np.uint8), stamp, info.frame_id))
+    robot._on_depth(image_to_msg(np.ones((4, 4), np.float32), stamp, info.frame_id))
+    pose = robot.get_observation(stamp_ns=stamp).camera_info.t_base_camera
+    np.testing.assert_allclose(pose, robot.base_to("camera_color_optical_frame", stamp))
+    assert pose[0, 3] == pytest.approx(1.3 - 0.015 * math.sin(0.3))
+
+
 def test_a_fixed_cameras_calibration_file_gives_its_pose(loopback_dds, tmp_path):
     from ivl_embodied.nodes.executor_node import ExecutorNode
     from ivl_embodied.nodes.topic_robot import calibration_transform
