@@ -145,6 +145,7 @@ class TopicRobot(Robot):
         self._robot_ns: int | None = None
         self._rgb: collections.OrderedDict[int, object] = collections.OrderedDict()
         self._depth: collections.OrderedDict[int, object] = collections.OrderedDict()
+        self._received: dict[tuple[bool, int], float] = {}  # (rgb?, stamp) -> when that frame arrived (monotonic)
         self._info = None
         self._tf_parent: dict[str, tuple[str, np.ndarray]] = {}  # child frame -> (parent frame, pose in it)
         # frames that move (/tf): child frame -> (parent frame, {stamp ns: pose in it}, in stamp order)
@@ -173,22 +174,30 @@ class TopicRobot(Robot):
             if store and stamp + span < next(reversed(store)):
                 self._forget_frames(f"a frame stamped {ns_to_s(stamp):.3f} s", stamp + span)
             store[stamp] = msg
+            self._received[(store is self._rgb, stamp)] = time.monotonic()
             oldest_kept = next(reversed(store)) - span
             while len(store) > self.cfg.max_frames or next(iter(store)) < oldest_kept:
-                store.popitem(last=False)
+                gone, _ = store.popitem(last=False)
+                self._received.pop((store is self._rgb, gone), None)
             self._cv.notify_all()
 
     def _forget_frames(self, what: str, after_ns: int) -> None:
         """The robot's time went back (a simulator restarted, a bag looped): frames stamped in the old
-        timeline would be taken for frames of the new one ("the first frame newer than now"). Forgets the
-        frames stamped after ``after_ns``; frames of the new timeline stay (a new simulator's camera can be
-        heard before its joint states are). Under _cv."""
-        old = [(store, s) for store in (self._rgb, self._depth) for s in store if s > after_ns]
+        timeline would be taken for frames of the new one ("the first frame newer than now", or the frame of
+        a plan's stamp when the new camera's frame of that stamp has not arrived). Forgets the frames stamped
+        after ``after_ns``, and every frame that arrived before the last of those (the old timeline's, whatever
+        its stamp); frames of the new timeline stay (a new simulator's camera can be heard before its joint
+        states are). Under _cv."""
+        frames = [(store, s, self._received.get((store is self._rgb, s), 0.0))
+                  for store in (self._rgb, self._depth) for s in store]
+        last_old = max((rx for _, s, rx in frames if s > after_ns), default=None)
+        old = [(store, s) for store, s, rx in frames if s > after_ns or (last_old is not None and rx < last_old)]
         if old:
             LOG.warning("robot time jumped back (%s, after %s): forgetting %d kept frames", what,
                         f"{ns_to_s(max(s for _, s in old)):.3f} s", len(old))
         for store, s in old:
             del store[s]
+            self._received.pop((store is self._rgb, s), None)
 
     def _on_rgb(self, msg) -> None:
         self._keep(self._rgb, msg)

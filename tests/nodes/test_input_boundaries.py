@@ -146,6 +146,28 @@ def test_frames_are_kept_for_a_time_span_and_forgotten_when_robot_time_jumps_bac
     assert robot.frame_stamps() == [second // 2, second, 2 * second, 3 * second]
 
 
+def test_an_old_timelines_frame_does_not_pass_for_a_new_frame_of_the_same_stamp(executor_node):
+    """A simulator ran 10 s and restarted; the new one's camera is not heard yet (discovery) but its joint states
+    are, and a plan names the new frame of 1.2 s: the old timeline's frame of 1.2 s must not stand in for it
+    (a plan was once grounded in the last scene's frame of its stamp)."""
+    from ivl_embodied.nodes.topic_robot import RobotUnavailable
+
+    robot = executor_node.robot
+    n = len(robot.arm_joint_names)
+    second = 1_000_000_000
+    for t in range(1, 51):  # the old timeline: 0.2 .. 10 s at 5 Hz
+        robot._on_rgb(_image(t * second // 5))
+        robot._on_depth(_image(t * second // 5, "32FC1"))
+        robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=t * second // 5))
+    robot._on_joints(_joints(executor_node, [0.1] * n, stamp_ns=second // 10))  # the new timeline's clock
+    assert robot.frame_stamps() == []  # 0.2 .. 1.0 s too: they came before the old timeline's later frames
+    with pytest.raises(RobotUnavailable, match="no RGB-D frame"):
+        robot.get_observation(stamp_ns=6 * second // 5)
+    robot._on_rgb(_image(6 * second // 5))  # the new camera, heard at last
+    robot._on_depth(_image(6 * second // 5, "32FC1"))
+    assert robot.frame_stamps() == [6 * second // 5]
+
+
 def _tf(parent, child, xyz):
     m = np.eye(4)
     m[:3, 3] = xyz

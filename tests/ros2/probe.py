@@ -60,10 +60,19 @@ def graph(node: Node, args) -> dict:
     listed = lambda: set(node.get_node_names_and_namespaces())  # noqa: E731
     if not _spin_until(node, lambda: set(wanted) <= listed(), args.timeout):
         return {"ok": False, "listed": sorted(map(list, listed())), "wanted": args.nodes}
-    # endpoints are discovered a moment after the node itself
+    # endpoints are discovered a moment after the node itself, and a node still setting up adds more: wait until
+    # every node's endpoints have stayed the same for 2 s (at most 30 s)
+    def endpoints():
+        return [(sorted(map(tuple, node.get_publisher_names_and_types_by_node(n, ns))),
+                 sorted(map(tuple, node.get_subscriber_names_and_types_by_node(n, ns)))) for n, ns in wanted]
+
     _spin_until(node, lambda: all(node.get_publisher_names_and_types_by_node(n, ns) for n, ns in wanted), 10)
-    time.sleep(1.0)
-    rclpy.spin_once(node, timeout_sec=0.1)
+    seen, since, end = endpoints(), time.monotonic(), time.monotonic() + 30
+    while time.monotonic() - since < 2.0 and time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.25)
+        now = endpoints()
+        if now != seen:
+            seen, since = now, time.monotonic()
     report: dict = {"ok": True, "listed": sorted(map(list, listed())), "nodes": {}}
     topics: dict[str, str] = {}
     for name, ns in wanted:
