@@ -44,7 +44,13 @@ def gripper_outcome(status: int, position: float, reached_goal: bool, stalled: b
            f"stalled {stalled})"
 
 
-def _require(node: Any, what: str) -> None:
+def _require(node: Any, **actions: str) -> None:
+    """Refuse the actions named (a parameter's non-empty value) unless this node runs on rclpy with control_msgs."""
+    for what in (name for name, value in actions.items() if value):
+        _require_one(node, what)
+
+
+def _require_one(node: Any, what: str) -> None:
     if node.backend != "rclpy":
         raise ValueError(f"{what} needs the rclpy backend (ros2_control's actions); this node runs on "
                          f"{node.backend}: set IVL_TRANSPORT=rclpy in a ROS 2 environment, or leave {what} empty "
@@ -59,9 +65,7 @@ class ControllerClients:
     """The executor's FollowJointTrajectory and GripperCommand clients ("" for either: not used)."""
 
     def __init__(self, node: Any, trajectory_action: str, gripper_action: str):
-        for name, value in (("trajectory_action", trajectory_action), ("gripper_action", gripper_action)):
-            if value:
-                _require(node, name)
+        _require(node, trajectory_action=trajectory_action, gripper_action=gripper_action)
         from rclpy.action import ActionClient
 
         self.node = node
@@ -172,9 +176,7 @@ class ControllerServers:
 
     def __init__(self, node: Any, controller: Any, trajectory_action: str, gripper_action: str,
                  goal_tolerance: float, settle_s: float):
-        for name, value in (("trajectory_action", trajectory_action), ("gripper_action", gripper_action)):
-            if value:
-                _require(node, name)
+        _require(node, trajectory_action=trajectory_action, gripper_action=gripper_action)
         from rclpy.action import ActionServer, CancelResponse, GoalResponse
 
         self.node, self.controller, self.world = node, controller, controller.world
